@@ -1,0 +1,64 @@
+"""The application factory (`cds_service:create_app`), in the style of Flask's tutorial.
+
+Everything expensive happens here, once per process: settings resolved, service declarations checked, database
+engine created. Under gunicorn with `--preload` this runs in the master before the workers fork.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from flask_cors import CORS
+
+from cds_service.config import SETTINGS, Settings, load_settings
+from cds_service.http import discovery, feedback, health, invocation, openapi
+from cds_service.http.errors import register_error_handlers
+from cds_service.jsonio import OrjsonProvider
+from cds_service.logs import install_request_logging
+from cds_service.services import ServiceRegistry, declared_services
+from cds_service.storage.database import create_database_engine
+
+_SETTING_NAMES = {setting.name for setting in SETTINGS}
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app. `config` overrides settings by name (e.g. `{"PROFILE": "local"}`) and may also carry
+    Flask's own keys (e.g. `TESTING`); everything else comes from `CDS_*` environment variables."""
+    config = dict(config or {})
+    settings = load_settings(overrides={k: v for k, v in config.items() if k in _SETTING_NAMES})
+    flask_config = {k: v for k, v in config.items() if k not in _SETTING_NAMES}
+
+    app = Flask(__name__, instance_path=settings.instance_path, instance_relative_config=True)
+    app.json = OrjsonProvider(app)
+    app.config.update(flask_config)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+
+    app.extensions["cds.settings"] = settings
+    app.extensions["cds.services"] = ServiceRegistry(declared_services())
+    app.extensions["cds.database"] = create_database_engine(settings.database_url_for(app.instance_path))
+
+    _install_cors(app, settings)
+    install_request_logging(app)
+    register_error_handlers(app)
+    for blueprint in (discovery.bp, invocation.bp, feedback.bp, health.bp, openapi.bp):
+        app.register_blueprint(blueprint)
+    return app
+
+
+def _install_cors(app: Flask, settings: Settings) -> None:
+    """CORS for browser-based CDS clients (the CDS Hooks Sandbox): preflight needs no authentication (S3)."""
+    origins = list(settings.cors_origins)
+    if not origins:
+        return
+    CORS(
+        app,
+        resources={r"/cds-services*": {}},
+        origins=origins,
+        methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        expose_headers=["X-Request-ID"],
+        supports_credentials=False,
+        max_age=600,
+    )

@@ -1,0 +1,155 @@
+"""Settings of the service, read from `CDS_*` environment variables.
+
+Every setting is declared once, in `SETTINGS`, with its environment variable, its default per profile and the
+sentence that documents it; the README's configuration table is checked against this list by a test, so the two
+cannot drift. Two profiles exist: `local` (a developer's machine, `make run`) and `production` (the Docker image).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+PROFILES = ("local", "production")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with; raised at start-up, never on a request."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configurable value: its environment variable, parser, per-profile default and documentation."""
+
+    name: str
+    parse: Callable[[str], Any]
+    doc: str
+    local: Any = None
+    production: Any = None
+
+    @property
+    def env(self) -> str:
+        return f"CDS_{self.name}"
+
+    def default(self, profile: str) -> Any:
+        return self.local if profile == "local" else self.production
+
+
+def _int(text: str) -> int:
+    return int(text.strip())
+
+
+def _str(text: str) -> str:
+    return text.strip()
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError(f"unknown log level {text!r}")
+    return level
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("PROFILE", _str, "`local` (developer machine, the default) or `production` (the Docker image's default).",
+            "local", "production"),
+    Setting("HOST", _str, "Address `cds-service serve` binds to.", "127.0.0.1", "0.0.0.0"),  # noqa: S104
+    Setting("PORT", _int, "Port `cds-service serve` listens on.", 8080, 8080),
+    Setting("WORKERS", _int, "gunicorn sync worker processes; `0` means one per CPU core.", 0, 0),
+    Setting("INSTANCE_PATH", _str, "Folder for local state (the SQLite database). Default: Flask's instance "
+            "folder, `./instance` in a source checkout.", None, None),
+    Setting("DATABASE_URL", _str, "SQLAlchemy URL of the service's database. Default: SQLite file "
+            "`cds-service.sqlite3` in the instance folder. PostgreSQL: `postgresql+psycopg://user:pw@host/db`.",
+            None, None),
+    Setting("MAX_BODY_BYTES", _int, "Largest request body accepted; larger ones get 413.",
+            16 * 1024 * 1024, 16 * 1024 * 1024),
+    Setting("CORS_ORIGINS", _origins, "Comma-separated browser origins allowed by CORS; `*` allows any. "
+            "Local: any; production: none unless listed.", ("*",), ()),
+    Setting("PUBLIC_BASE_URL", _str, "Externally visible base URL of the service (scheme, host, optional path "
+            "prefix), e.g. `https://cds.example.org`; used where the service must name its own URL.", None, None),
+    Setting("LOG_LEVEL", _log_level, "Level of the JSON log lines written to standard error.", "INFO", "INFO"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings of one application instance (immutable; built once at start-up)."""
+
+    profile: str
+    host: str
+    port: int
+    workers: int
+    instance_path: str | None
+    database_url: str | None
+    max_body_bytes: int
+    cors_origins: tuple[str, ...]
+    public_base_url: str | None
+    log_level: str
+
+    @property
+    def is_production(self) -> bool:
+        return self.profile == "production"
+
+    def worker_count(self) -> int:
+        """gunicorn workers: the configured number, or one per core (sync workers are CPU-bound here)."""
+        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+
+    def database_url_for(self, instance_path: str) -> str:
+        """The configured database URL, or the embedded SQLite default inside the instance folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path(instance_path, 'cds-service.sqlite3')}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Resolve every setting: an override (test config, by setting name) beats the environment beats the default.
+
+    Values in `overrides` are already typed (e.g. `{"MAX_BODY_BYTES": 1024}`); environment values are strings and
+    are parsed. Unknown override names are an error, so a typo in test config cannot silently do nothing.
+    """
+    environ = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    known = {setting.name for setting in SETTINGS}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+
+    profile = overrides.get("PROFILE") or environ.get("CDS_PROFILE", "local").strip() or "local"
+    if profile not in PROFILES:
+        raise ConfigError(f"CDS_PROFILE must be one of {', '.join(PROFILES)}, not {profile!r}")
+
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.name in overrides:
+            value = overrides[setting.name]
+        elif environ.get(setting.env, "").strip():
+            try:
+                value = setting.parse(environ[setting.env])
+            except ValueError as exc:
+                raise ConfigError(f"{setting.env}: {exc}") from exc
+        else:
+            value = setting.default(profile)
+        values[setting.name.lower()] = value
+    values["profile"] = profile
+
+    settings = Settings(**{f.name: values[f.name] for f in fields(Settings)})
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    if not 0 < settings.port < 65536:
+        raise ConfigError(f"CDS_PORT must be a TCP port, not {settings.port}")
+    if settings.max_body_bytes <= 0:
+        raise ConfigError("CDS_MAX_BODY_BYTES must be positive")
+    if settings.workers < 0:
+        raise ConfigError("CDS_WORKERS must be 0 (one per core) or more")
+    if settings.public_base_url and not settings.public_base_url.startswith(("https://", "http://")):
+        raise ConfigError("CDS_PUBLIC_BASE_URL must be an absolute http(s) URL")

@@ -1,0 +1,46 @@
+"""Errors a CDS client can be told about, each with its HTTP status and FHIR issue type.
+
+Code anywhere on the request path raises one of these with a sentence for the integrator; the HTTP layer turns it
+into an `OperationOutcome` (cds_service.http.errors). Nothing here knows about Flask.
+"""
+
+from __future__ import annotations
+
+
+class CdsError(Exception):
+    """Base class: `status` is the HTTP status, `issue_code` the FHIR IssueType code, the message the diagnostics."""
+
+    status = 500
+    issue_code = "exception"
+
+    def __init__(self, diagnostics: str) -> None:
+        super().__init__(diagnostics)
+        self.diagnostics = diagnostics
+
+
+class InvalidRequest(CdsError):
+    """The request body is not a well-formed CDS Hooks request (400)."""
+
+    status = 400
+    issue_code = "invalid"
+
+
+class UnknownService(CdsError):
+    """No CDS service has this id (404)."""
+
+    status = 404
+    issue_code = "not-found"
+
+
+class UnsupportedMediaType(CdsError):
+    """The body is declared as something other than JSON (415)."""
+
+    status = 415
+    issue_code = "not-supported"
+
+
+class PreconditionFailed(CdsError):
+    """Data the service cannot do without is neither prefetched nor fetchable (412, CDS Hooks 2.0 §prefetch)."""
+
+    status = 412
+    issue_code = "incomplete"

@@ -1,0 +1,36 @@
+"""Prefetch templates, loaded from data once at import.
+
+Kept in a data file because the observation codes are clinical knowledge (value-set members), reviewed with the
+rest of the knowledge rather than in Python.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from types import MappingProxyType
+
+import orjson
+
+# CDS Hooks 2.0 tokens for patient-view / order-select / order-sign (conformance checklist §4.1, T-1..T-3).
+TOKEN_2_0 = re.compile(
+    r"\{\{(context\.(userId|patientId|encounterId)|userPractitionerId|userPractitionerRoleId|userPatientId"
+    r"|userRelatedPersonId)\}\}"
+)
+
+
+def _load() -> dict[str, MappingProxyType]:
+    raw = orjson.loads(resources.files(__package__).joinpath("prefetch-templates.json").read_bytes())
+    return {name: MappingProxyType(templates) for name, templates in raw.items() if isinstance(templates, dict)}
+
+
+_TEMPLATES = _load()
+
+PATIENT_RECORD = _TEMPLATES["patient-record"]
+"""The templates of every service that evaluates the patient record (all three hooks do)."""
+
+
+def invalid_tokens(template: str) -> list[str]:
+    """The `{{...}}` parts of a template that CDS Hooks 2.0 does not allow (empty when the template is valid)."""
+    remainder = TOKEN_2_0.sub("", template)
+    return re.findall(r"\{\{.*?\}\}", remainder) + (["{{ or }}"] if "{{" in remainder or "}}" in remainder else [])

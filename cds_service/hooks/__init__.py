@@ -1,0 +1,1 @@
+"""The CDS Hooks request and the context of each hook."""

@@ -1,0 +1,85 @@
+"""`POST /cds-services/{id}/feedback`: the client reports what the clinician did with the cards (CDS Hooks 2.0 F1-F7).
+
+The body is checked against the 2.0 feedback shape (400 for a wrong shape) and acknowledged with 200. Storage of
+feedback in the issued-card ledger is not built yet (see the README): for now each item is written to the log as
+card uuid and outcome only.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, g
+
+from cds_service.errors import InvalidRequest
+from cds_service.http.invocation import find_service, read_json_body
+
+bp = Blueprint("feedback", __name__)
+log = logging.getLogger("cds_service.feedback")
+
+OUTCOMES = ("accepted", "overridden")
+
+
+def check_feedback(body: Any) -> list[dict[str, Any]]:
+    """The feedback items of a request body, or `InvalidRequest` naming the first item that has a wrong shape.
+
+    Tolerant where real clients differ (F5): `overrideReason.reason` may lack `system` (the public sandbox omits it)
+    and may carry a code the service never offered.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("feedback"), list) or not body["feedback"]:
+        raise InvalidRequest("The body must be an object with a non-empty 'feedback' array.")
+    items = body["feedback"]
+    for index, item in enumerate(items):
+        where = f"feedback[{index}]"
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"{where} must be an object.")
+        if not isinstance(item.get("card"), str) or not item["card"]:
+            raise InvalidRequest(f"{where}.card is required (the card's uuid).")
+        if item.get("outcome") not in OUTCOMES:
+            raise InvalidRequest(f"{where}.outcome must be one of {', '.join(OUTCOMES)}.")
+        _check_timestamp(item.get("outcomeTimestamp"), where)
+        if item["outcome"] == "accepted":
+            accepted = item.get("acceptedSuggestions")
+            if not isinstance(accepted, list) or not accepted or not all(
+                isinstance(s, dict) and isinstance(s.get("id"), str) and s["id"] for s in accepted
+            ):
+                raise InvalidRequest(f"{where}.acceptedSuggestions must list the accepted suggestions' ids.")
+        if "overrideReason" in item:
+            _check_override_reason(item["overrideReason"], where)
+    return items
+
+
+def _check_timestamp(value: Any, where: str) -> None:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{where}.outcomeTimestamp is required (an RFC 3339 date-time).")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(f"{where}.outcomeTimestamp is not an RFC 3339 date-time.") from None
+    if parsed.tzinfo is None:
+        raise InvalidRequest(f"{where}.outcomeTimestamp must carry a time zone (e.g. 'Z').")
+
+
+def _check_override_reason(value: Any, where: str) -> None:
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{where}.overrideReason must be an object.")
+    reason, comment = value.get("reason"), value.get("userComment")
+    if reason is None and comment is None:
+        raise InvalidRequest(f"{where}.overrideReason needs a reason or a userComment.")
+    if reason is not None and not (isinstance(reason, dict) and isinstance(reason.get("code"), str)):
+        raise InvalidRequest(f"{where}.overrideReason.reason must be a Coding with a code.")
+    if comment is not None and not isinstance(comment, str):
+        raise InvalidRequest(f"{where}.overrideReason.userComment must be a string.")
+
+
+@bp.post("/cds-services/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    find_service(service_id)
+    items = check_feedback(read_json_body())
+    for item in items:
+        log.info("feedback received", extra={
+            "request_id": g.request_id, "service": service_id, "card": item["card"], "outcome": item["outcome"],
+        })
+    return Response(status=200)

@@ -1,0 +1,38 @@
+"""`GET /healthz` (the process answers) and `GET /readyz` (it can do its work). No authentication, no PHI."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify
+from sqlalchemy.exc import SQLAlchemyError
+
+from cds_service.http.errors import operation_outcome
+from cds_service.storage.database import ping
+
+bp = Blueprint("health", __name__)
+log = logging.getLogger("cds_service.health")
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Ready when the configuration and service declarations are loaded and the database answers."""
+    checks: dict[str, str] = {
+        "configuration": "ok",
+        "services": "ok" if len(current_app.extensions["cds.services"]) else "none declared",
+    }
+    try:
+        ping(current_app.extensions["cds.database"])
+        checks["database"] = "ok"
+    except SQLAlchemyError as exc:
+        log.warning("readiness: database unreachable", extra={"error_type": type(exc).__name__})
+        checks["database"] = "unreachable"
+    failing = [f"{name}: {value}" for name, value in checks.items() if value != "ok"]
+    if failing:
+        return operation_outcome(503, "transient", "Not ready: " + "; ".join(failing))
+    return jsonify({"status": "ready", "checks": checks})

@@ -1,0 +1,52 @@
+"""`POST /cds-services/{id}`: call a CDS service.
+
+The body is read once and parsed once with orjson; the checked request goes to the service's `advise`, and the
+cards come back with every empty value removed (G2). Errors are raised as `CdsError`s and answered as
+OperationOutcomes by cds_service.http.errors.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from cds_service import jsonio
+from cds_service.errors import InvalidRequest, UnknownService, UnsupportedMediaType
+from cds_service.hooks.request import parse_hook_request
+from cds_service.services.declaration import CdsServiceDeclaration
+
+bp = Blueprint("invocation", __name__)
+
+
+def find_service(service_id: str) -> CdsServiceDeclaration:
+    """The declared service with this id, or 404."""
+    service = current_app.extensions["cds.services"].get(service_id)
+    if service is None:
+        raise UnknownService(f"No CDS service with id '{service_id}'. See GET /cds-services for the services.")
+    g.service_id = service.id
+    return service
+
+
+def read_json_body() -> object:
+    """The request body parsed as JSON: 415 for a non-JSON media type, 413 over the limit, 400 if malformed."""
+    mimetype = request.mimetype
+    # Any JSON media type is accepted (application/json, application/fhir+json, with or without charset). A missing
+    # Content-Type is tolerated; a declared non-JSON type is refused.
+    if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type must be application/json, not '{mimetype}'.")
+    data = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    if not data.strip():
+        raise InvalidRequest("The request body is empty; a JSON object is required.")
+    try:
+        return jsonio.loads(data)
+    except ValueError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON ({exc}).") from None
+
+
+@bp.post("/cds-services/<service_id>")
+def invoke(service_id: str) -> Response:
+    service = find_service(service_id)
+    hook_request = parse_hook_request(read_json_body(), service.hook)
+    g.hook = hook_request.hook
+    cards = [jsonio.compact(card) for card in service.advise(hook_request)]
+    g.card_count = len(cards)
+    return jsonify({"cards": cards})

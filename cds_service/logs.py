@@ -1,0 +1,69 @@
+"""Structured logging: JSON lines on standard error, and one summary line per HTTP request.
+
+Privacy rule for every log line in the service: no request or response bodies, no access tokens or JWTs, no patient
+or user identifiers. The per-request line carries only the request id, route, service id, hook, status, duration and
+card count. Logging is configured by the process entry point (`cds-service serve`), not by the app factory, so tests
+and embedding applications keep their own logging setup.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+from pythonjsonlogger.json import JsonFormatter
+
+request_log = logging.getLogger("cds_service.request")
+
+_INCOMING_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Send the service's logs to standard error as one JSON object per line."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(json_formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def json_formatter() -> JsonFormatter:
+    return JsonFormatter(
+        "{asctime}{levelname}{name}{message}",
+        style="{",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        timestamp=False,
+    )
+
+
+def install_request_logging(app: Flask) -> None:
+    """Give each request an id (an incoming `X-Request-ID` if it is sane) and log one line when it ends."""
+
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _INCOMING_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
+        response.headers["X-Request-ID"] = request_id
+        started = getattr(g, "started", None)
+        duration_ms = round((time.perf_counter() - started) * 1000, 3) if started else None
+        fields = {
+            "request_id": request_id,
+            "method": request.method,
+            "route": request.url_rule.rule if request.url_rule else None,
+            "service": getattr(g, "service_id", None),
+            "hook": getattr(g, "hook", None),
+            "status": response.status_code,
+            "duration_ms": duration_ms,
+            "cards": getattr(g, "card_count", None),
+        }
+        request_log.info("request", extra={k: v for k, v in fields.items() if v is not None})
+        return response

@@ -1,0 +1,28 @@
+"""order-select: orders were selected; advise on the selected spine imaging, opioid and spine-surgery orders."""
+
+from __future__ import annotations
+
+from cds_service.fhir.prefetch import PATIENT_RECORD
+from cds_service.hooks.request import HookRequest
+from cds_service.services.declaration import Card, CdsServiceDeclaration
+from cds_service.services.usage import PATIENT_DATA_USAGE
+
+
+def advise(request: HookRequest) -> list[Card]:
+    """Cards for the selected draft orders. The order rules (O1-O5) are wired in by the order-services issue."""
+    return []
+
+
+SERVICE = CdsServiceDeclaration(
+    id="fbss-miss-order-select",
+    hook="order-select",
+    title="Spine imaging and opioid order advisor (order-select)",
+    description=(
+        "When spine imaging, opioid or spine-surgery orders are selected: recommends the imaging protocol that "
+        "fits a patient with prior spine surgery, flags imaging that is not indicated or duplicates a recent "
+        "study, and flags opioid orders and surgical risk factors."
+    ),
+    prefetch=PATIENT_RECORD,
+    usage_requirements=PATIENT_DATA_USAGE,
+    advise=advise,
+)

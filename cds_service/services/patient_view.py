@@ -1,0 +1,28 @@
+"""patient-view: the chart is opened; review the patient for FBSS, red flags and MISS/revision candidacy."""
+
+from __future__ import annotations
+
+from cds_service.fhir.prefetch import PATIENT_RECORD
+from cds_service.hooks.request import HookRequest
+from cds_service.services.declaration import Card, CdsServiceDeclaration
+from cds_service.services.usage import PATIENT_DATA_USAGE
+
+
+def advise(request: HookRequest) -> list[Card]:
+    """Cards for the opened chart. The clinical core is wired in by the clinical-core and cards issues."""
+    return []
+
+
+SERVICE = CdsServiceDeclaration(
+    id="fbss-miss-advisor",
+    hook="patient-view",
+    title="Spine surgery follow-up advisor (FBSS / MISS)",
+    description=(
+        "Reviews the chart for persistent or new symptoms after spine surgery (failed back surgery syndrome), "
+        "red flags needing urgent action, and candidacy and risk factors for minimally invasive or revision spine "
+        "surgery; suggests imaging per ACR Appropriateness Criteria and spine-surgeon or pain-management referral."
+    ),
+    prefetch=PATIENT_RECORD,
+    usage_requirements=PATIENT_DATA_USAGE,
+    advise=advise,
+)

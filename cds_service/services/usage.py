@@ -1,0 +1,7 @@
+"""The `usageRequirements` text shared by the services (CDS Hooks 2.0 discovery, D7)."""
+
+PATIENT_DATA_USAGE = (
+    "Reads the patient's Patient, Condition, Procedure, Observation, MedicationRequest, MedicationStatement, "
+    "ServiceRequest, DiagnosticReport and ImagingStudy resources: prefetched, or read from fhirServer with "
+    "fhirAuthorization (user/*.read or patient/*.read scopes for those types)."
+)
