@@ -18,10 +18,11 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to bind (default: CDS_HOST, else 127.0.0.1 locally).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default: CDS_PORT, else 8080).")
-@click.option("--workers", type=int, default=None, help="gunicorn sync workers (default: CDS_WORKERS, else one per core).")
+@click.option("--workers", type=int, default=None,
+              help="gunicorn sync workers (default: CDS_WORKERS, else one per core).")
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the CDS Hooks endpoints with gunicorn (the production server, also used by `make run`)."""
-    from cds_service.server import GunicornServer  # gunicorn is imported only for this command
+    from cds_service.server import GunicornServer  # noqa: PLC0415 (gunicorn is needed by this command only)
 
     try:
         settings = load_settings()

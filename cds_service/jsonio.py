@@ -23,9 +23,9 @@ def compact(value: Any) -> Any:
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            item = compact(item)
-            if not _is_empty(item):
-                out[key] = item
+            kept = compact(item)
+            if not _is_empty(kept):
+                out[key] = kept
         return out
     if isinstance(value, list | tuple):
         return [item for item in (compact(item) for item in value) if not _is_empty(item)]

@@ -33,10 +33,10 @@ def configure_logging(level: str = "INFO") -> None:
 
 def json_formatter() -> JsonFormatter:
     return JsonFormatter(
-        "{asctime}{levelname}{name}{message}",
+        "{levelname}{name}{message}",
         style="{",
-        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-        timestamp=False,
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="time",  # ISO 8601, UTC
     )
 
 

@@ -35,6 +35,7 @@ class GunicornServer(BaseApplication):
             "graceful_timeout": 30,
             "keepalive": 5,
             "proc_name": "cds-service",
+            "control_socket_disable": True,  # not used; it would need a writable home directory in the container
         }
         super().__init__()
 

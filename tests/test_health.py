@@ -1,0 +1,36 @@
+"""/healthz and /readyz: plain JSON, no authentication; not ready is a 503 OperationOutcome."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import create_engine
+
+from tests.support import assert_operation_outcome
+
+
+def test_healthz(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_readyz_checks_configuration_services_and_database(client, app):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ready", "checks": {
+        "configuration": "ok", "services": "ok", "database": "ok"}}
+
+
+def test_readyz_creates_the_sqlite_database_in_the_instance_folder(client, app):
+    assert not Path(app.instance_path, "cds-service.sqlite3").exists()
+    client.get("/readyz")
+    assert Path(app.instance_path, "cds-service.sqlite3").exists()
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(app, client, tmp_path):
+    # A SQLite path under a regular file cannot be opened: a real unreachable database, no mocking.
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    app.extensions["cds.database"] = create_engine(f"sqlite:///{blocker}/db.sqlite3")
+    assert_operation_outcome(client.get("/readyz"), 503, "database: unreachable")

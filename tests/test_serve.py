@@ -1,0 +1,76 @@
+"""The real `cds-service serve` (gunicorn) on a free port, called over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _command() -> list[str]:
+    script = Path(sys.executable).with_name("cds-service")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cds_service"]
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env["CDS_INSTANCE_PATH"] = str(tmp_path / "instance")
+    log = (tmp_path / "server.log").open("w+")
+    process = subprocess.Popen(
+        [*_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"server did not start:\n{log.read()}")
+            time.sleep(0.1)
+        yield base, log
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def test_discovery_over_http(server):
+    base, _ = server
+    response = requests.get(f"{base}/cds-services", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert len(response.json()["services"]) == 3
+
+
+def test_server_runs_gunicorn_and_logs_json(server):
+    base, log = server
+    requests.post(f"{base}/cds-services/fbss-miss-advisor", json={"hook": "patient-view"}, timeout=5)
+    time.sleep(0.3)
+    log.seek(0)
+    text = log.read()
+    assert "gunicorn" in text.lower()
+    assert '"message": "request"' in text and '"status": 400' in text
