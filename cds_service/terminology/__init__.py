@@ -1,0 +1,1 @@
+"""Terminology: value sets as data, compiled to lookup tables once per process."""

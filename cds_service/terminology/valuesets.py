@@ -1,0 +1,224 @@
+"""Value sets: loaded from the FHIR ValueSet files beside this module and compiled once into lookup tables.
+
+A code matches by `(system, code)`: the system canonicalised (FHIR URIs and the HL7 OIDs of clinical-rules.md; an
+unknown system never matches), ICD codes compared upper-cased without dots, and rows marked `match=prefix` matching
+every descendant (`M51.36` matches `M51.360`). Each member carries the per-code attributes of its file (region, subset,
+kind, role, study, modality, contrast, ...) so the clinical rules read attributes as data instead of branching on codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+ATTRIBUTE = "urn:spine-cds:fhir:attribute:"
+PROVENANCE = "urn:spine-cds:fhir:provenance"
+
+# Canonical short names for the code systems the specification uses; FHIR URIs and OIDs both map here.
+SYSTEMS: Mapping[str, str] = MappingProxyType({
+    "http://hl7.org/fhir/sid/icd-10-cm": "icd10cm",
+    "urn:oid:2.16.840.1.113883.6.90": "icd10cm",
+    "http://hl7.org/fhir/sid/icd-9-cm": "icd9cm",
+    "urn:oid:2.16.840.1.113883.6.103": "icd9cm",
+    "urn:oid:2.16.840.1.113883.6.104": "icd9cm",
+    "http://snomed.info/sct": "snomed",
+    "urn:oid:2.16.840.1.113883.6.96": "snomed",
+    "http://loinc.org": "loinc",
+    "urn:oid:2.16.840.1.113883.6.1": "loinc",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "rxnorm",
+    "urn:oid:2.16.840.1.113883.6.88": "rxnorm",
+    "http://www.ama-assn.org/go/cpt": "cpt",
+    "urn:oid:2.16.840.1.113883.6.12": "cpt",
+    "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets": "hcpcs",
+    "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets": "hcpcs",
+    "urn:oid:2.16.840.1.113883.6.285": "hcpcs",
+    "http://www.cms.gov/Medicare/Coding/ICD10": "icd10pcs",
+    "urn:oid:2.16.840.1.113883.6.4": "icd10pcs",
+})
+_DOTLESS = frozenset({"icd10cm", "icd9cm", "icd10pcs"})
+_UPPER = frozenset({"icd10cm", "icd9cm", "icd10pcs", "cpt", "hcpcs"})
+
+
+def canonical_system(system: Any) -> str | None:
+    """The short name of a known code system, or None (unknown systems never match)."""
+    if not isinstance(system, str):
+        return None
+    return SYSTEMS.get(system.strip())
+
+
+def normalise_code(system: str, code: Any) -> str | None:
+    """The comparable form of a code: ICD codes upper-cased without dots, CPT/HCPCS upper-cased, others trimmed."""
+    if not isinstance(code, str):
+        return None
+    code = code.strip()
+    if system in _UPPER:
+        code = code.upper()
+    if system in _DOTLESS:
+        code = code.replace(".", "")
+    return code or None
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One code of a value set with its attributes (every attribute is a tuple of codes)."""
+
+    value_set: str
+    system: str
+    code: str
+    display: str
+    attributes: Mapping[str, tuple[str, ...]]
+    unverified: bool = False
+    prefix: bool = False
+
+    def has(self, name: str, value: str) -> bool:
+        return value in self.attributes.get(name, ())
+
+    def first(self, name: str, default: str | None = None) -> str | None:
+        values = self.attributes.get(name, ())
+        return values[0] if values else default
+
+    @property
+    def system_uri(self) -> str:
+        return CANONICAL_URIS[self.system]
+
+
+CANONICAL_URIS: Mapping[str, str] = MappingProxyType({
+    "icd10cm": "http://hl7.org/fhir/sid/icd-10-cm", "icd9cm": "http://hl7.org/fhir/sid/icd-9-cm",
+    "snomed": "http://snomed.info/sct", "loinc": "http://loinc.org",
+    "rxnorm": "http://www.nlm.nih.gov/research/umls/rxnorm", "cpt": "http://www.ama-assn.org/go/cpt",
+    "hcpcs": "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "icd10pcs": "http://www.cms.gov/Medicare/Coding/ICD10",
+})
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    """A compiled value set: exact members by `(system, code)`, prefix members by system and prefix length."""
+
+    id: str
+    title: str
+    description: str
+    provenance: str
+    members: tuple[Member, ...]
+    excluded: tuple[tuple[str, str], ...] = ()
+    _exact: Mapping[tuple[str, str], Member] = field(default_factory=dict, repr=False)
+    _prefixes: Mapping[str, tuple[tuple[int, Mapping[str, Member]], ...]] = field(default_factory=dict, repr=False)
+
+    def lookup(self, system: Any, code: Any) -> Member | None:
+        """The member a coding matches, most specific first (exact, then the longest prefix)."""
+        canonical = canonical_system(system)
+        if canonical is None:
+            return None
+        normal = normalise_code(canonical, code)
+        if normal is None:
+            return None
+        member = self._exact.get((canonical, normal))
+        if member is not None:
+            return member
+        for length, table in self._prefixes.get(canonical, ()):
+            if len(normal) >= length:
+                member = table.get(normal[:length])
+                if member is not None:
+                    return member
+        return None
+
+    def match(self, codeable: Any) -> tuple[dict[str, Any], Member] | None:
+        """The first coding of a CodeableConcept (a dict) that is a member, with its member; None otherwise."""
+        if not isinstance(codeable, dict):
+            return None
+        codings = codeable.get("coding")
+        if not isinstance(codings, list):
+            return None
+        for coding in codings:
+            if isinstance(coding, dict):
+                member = self.lookup(coding.get("system"), coding.get("code"))
+                if member is not None:
+                    return coding, member
+        return None
+
+    def matches(self, codeable: Any) -> Iterator[tuple[dict[str, Any], Member]]:
+        """Every coding of a CodeableConcept that is a member (a resource may be coded in several systems)."""
+        if not isinstance(codeable, dict) or not isinstance(codeable.get("coding"), list):
+            return
+        for coding in codeable["coding"]:
+            if isinstance(coding, dict):
+                member = self.lookup(coding.get("system"), coding.get("code"))
+                if member is not None:
+                    yield coding, member
+
+    def with_attribute(self, name: str, value: str) -> tuple[Member, ...]:
+        return tuple(m for m in self.members if m.has(name, value))
+
+    def unverified(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members if m.unverified)
+
+
+def compile_value_set(resource: Mapping[str, Any]) -> ValueSet:
+    """Compile a FHIR ValueSet resource (compose.include with concepts and attribute extensions)."""
+    vs_id = resource["id"]
+    members: list[Member] = []
+    for include in resource.get("compose", {}).get("include", []):
+        system = canonical_system(include.get("system"))
+        if system is None:
+            raise ValueError(f"{vs_id}: unknown code system {include.get('system')!r}")
+        for concept in include.get("concept", []):
+            attributes: dict[str, list[str]] = {}
+            for extension in concept.get("extension", []):
+                url = extension.get("url", "")
+                if url.startswith(ATTRIBUTE):
+                    attributes.setdefault(url[len(ATTRIBUTE):], []).append(extension["valueCode"])
+            match = attributes.pop("match", [])
+            verification = attributes.pop("verification", [])
+            members.append(Member(
+                value_set=vs_id,
+                system=system,
+                code=normalise_code(system, concept["code"]) or "",
+                display=concept.get("display", ""),
+                attributes=MappingProxyType({k: tuple(v) for k, v in attributes.items()}),
+                unverified="unverified" in verification,
+                prefix="prefix" in match,
+            ))
+    excluded = tuple(
+        (canonical_system(block.get("system")) or "", concept["code"])
+        for block in resource.get("compose", {}).get("exclude", []) for concept in block.get("concept", [])
+    )
+    exact: dict[tuple[str, str], Member] = {}
+    prefixes: dict[str, dict[int, dict[str, Member]]] = {}
+    for member in members:
+        if member.prefix:
+            prefixes.setdefault(member.system, {}).setdefault(len(member.code), {})[member.code] = member
+        else:
+            exact.setdefault((member.system, member.code), member)
+    ordered = {system: tuple(sorted(((length, MappingProxyType(table)) for length, table in by_length.items()),
+                                    key=lambda item: -item[0]))
+               for system, by_length in prefixes.items()}
+    provenance = next((e.get("valueString", "") for e in resource.get("extension", []) if e.get("url") == PROVENANCE), "")
+    return ValueSet(
+        id=vs_id, title=resource.get("title", vs_id), description=resource.get("description", ""),
+        provenance=provenance, members=tuple(members), excluded=excluded,
+        _exact=MappingProxyType(exact), _prefixes=MappingProxyType(ordered),
+    )
+
+
+def value_set_files() -> Iterable[Any]:
+    folder = resources.files(__package__).joinpath("valuesets")
+    return sorted((entry for entry in folder.iterdir() if entry.name.endswith(".json")), key=lambda e: e.name)
+
+
+@cache
+def value_sets() -> Mapping[str, ValueSet]:
+    """Every value set of the project, compiled once per process (at start-up under gunicorn --preload)."""
+    compiled = {}
+    for entry in value_set_files():
+        value_set = compile_value_set(orjson.loads(entry.read_bytes()))
+        compiled[value_set.id] = value_set
+    return MappingProxyType(compiled)
+
+
+def value_set(vs_id: str) -> ValueSet:
+    return value_sets()[vs_id]
