@@ -74,6 +74,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Local: any; production: none unless listed.", ("*",), ()),
     Setting("PUBLIC_BASE_URL", _str, "Externally visible base URL of the service (scheme, host, optional path "
             "prefix), e.g. `https://cds.example.org`; used where the service must name its own URL.", None, None),
+    Setting("THRESHOLDS_FILE", _str, "JSON file overriding clinical thresholds by name, e.g. "
+            "`{\"HBA1C_UNCONTROLLED_PERCENT\": 7.5}` (defaults: `cds_service/clinical/thresholds.json`).", None, None),
     Setting("LOG_LEVEL", _log_level, "Level of the JSON log lines written to standard error.", "INFO", "INFO"),
 )
 
@@ -91,6 +93,7 @@ class Settings:
     max_body_bytes: int
     cors_origins: tuple[str, ...]
     public_base_url: str | None
+    thresholds_file: str | None
     log_level: str
 
     @property

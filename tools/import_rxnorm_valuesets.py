@@ -66,9 +66,8 @@ def build_opioids(reference: Path) -> dict:
             excluded.append({"code": concept["code"], "display": display})
             continue
         extension = [_attr("subset", "product")]
-        extension += [_attr("ingredient", n) for n in names if re.search(rf"(?i)\b{n}\b", display)
-                      and not (n == "codeine" and re.search(r"(?i)dihydrocodeine", display) and
-                               not re.search(r"(?i)(?<!dihydro)codeine", display))]
+        # Whole words: "\bcodeine\b" does not match inside "dihydrocodeine".
+        extension += [_attr("ingredient", n) for n in names if re.search(rf"(?i)\b{n}\b", display)]
         if re.search(r"(?i)buprenorphine", display) and re.search(r"(?i)naloxone|sublingual", display):
             extension.append(_attr("subset", "oud-treatment"))
         products.append({"extension": extension, "code": concept["code"], "display": display})

@@ -1,0 +1,39 @@
+"""`evaluate(record, now, thresholds) -> Evaluation`: the one entry point of the clinical core.
+
+Pure: the clock is a parameter and nothing here performs I/O, so tests pin `now` and the same record always gives the
+same findings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cds_service.clinical.facts import Facts, derive_facts
+from cds_service.clinical.knowledge import Thresholds
+from cds_service.clinical.model import Finding
+from cds_service.clinical.rules import evaluate_rules
+from cds_service.fhir.record import PatientRecord
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The findings, in card order, and the facts they were derived from (a trace for review)."""
+
+    findings: tuple[Finding, ...]
+    facts: Facts
+
+    @property
+    def card_types(self) -> tuple[str, ...]:
+        return tuple(finding.card_type for finding in self.findings)
+
+    def finding(self, card_type: str) -> Finding | None:
+        return next((f for f in self.findings if f.card_type == card_type), None)
+
+
+def evaluate(record: PatientRecord, now: datetime, thresholds: Thresholds) -> Evaluation:
+    """Evaluate the record at `now` (an aware UTC datetime) against rules R1-R11."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    facts = derive_facts(record, now, thresholds)
+    return Evaluation(tuple(evaluate_rules(facts)), facts)

@@ -1,0 +1,478 @@
+"""Facts F1-F17 of clinical-rules §2.3, derived from a PatientRecord at an evaluation instant.
+
+Pure: `derive_facts(record, now, thresholds)` reads no clock and does no I/O. Each fact keeps the evidence (resource,
+code, date, value) that made it true, so every card can say why it fired. Codes come only from the value sets, and
+their attributes (region, subset, role, kind, study, modality) decide, not Python branches on codes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from cds_service.clinical.knowledge import Thresholds
+from cds_service.clinical.model import REGIONS, Evidence, Surgery
+from cds_service.fhir.dates import days_between
+from cds_service.fhir.record import (
+    ConditionEntry,
+    MedicationEntry,
+    ObservationEntry,
+    OrderOrStudy,
+    PatientRecord,
+    codeable_text,
+)
+from cds_service.terminology.valuesets import Member, ValueSet, canonical_system, value_set
+
+_REGION_WORDS = (
+    ("cervical", re.compile(r"(?i)\b(cervical|neck|c[1-7](-c?[1-7])?)\b")),
+    ("thoracic", re.compile(r"(?i)\b(thoracic|dorsal|t1[0-2]|t[1-9])\b")),
+    ("lumbar", re.compile(r"(?i)\b(lumbar|lumbosacral|low back|sacral|l[1-5](-[ls]?[1-5])?|l5-s1)\b")),
+)
+_MODALITY_WORDS = (
+    ("MRI", re.compile(r"(?i)\b(mri|mr|magnetic resonance)\b")),
+    ("CT", re.compile(r"(?i)\b(ct|computed tomography|cat scan)\b")),
+    ("XR", re.compile(r"(?i)\b(x-?ray|xr|radiograph\w*|plain film)\b")),
+)
+
+
+def regions_in_words(words: str) -> frozenset[str]:
+    """Spine regions named in free text (body site, code text): the fallback the specification allows."""
+    return frozenset(region for region, pattern in _REGION_WORDS if pattern.search(words or ""))
+
+
+def modality_in_words(words: str) -> str | None:
+    found = [modality for modality, pattern in _MODALITY_WORDS if pattern.search(words or "")]
+    return found[0] if len(found) == 1 else None
+
+
+def _evidence(reference: str, what: str, coding: Mapping[str, Any], member: Member, when: datetime | None,
+              value: str | None = None) -> Evidence:
+    code = coding.get("code")
+    display = coding.get("display") if isinstance(coding.get("display"), str) else None
+    return Evidence(reference, what, canonical_system(coding.get("system")), code if isinstance(code, str) else None,
+                    display or member.display, when, value)
+
+
+def _matched(vs: ValueSet, entries: Iterable[Any]) -> Iterator[tuple[Any, Mapping[str, Any], Member]]:
+    """(entry, coding, member) for each entry whose code is in the value set (first matching coding)."""
+    for entry in entries:
+        hit = vs.match(entry.code)
+        if hit is not None:
+            yield entry, hit[0], hit[1]
+
+
+@dataclass(frozen=True)
+class OpioidTherapy:
+    """F8: long-term opioid therapy, with the records of the continuous exposure (or the Z79.891 diagnosis)."""
+
+    evidence: tuple[Evidence, ...]
+    days: int | None
+    opioid_use_disorder_treatment: bool
+
+
+@dataclass(frozen=True)
+class RegionFacts:
+    """The facts that depend on a spine region (F1-F6, F10, F16, F17 for that region)."""
+
+    region: str
+    surgeries: tuple[Surgery, ...]
+    last_surgery: Surgery | None
+    post_op_days: int | None
+    surgeries_count: int
+    symptoms: tuple[Evidence, ...]
+    symptom_onset: datetime | None
+    structural: tuple[Evidence, ...]
+    new_neuro_findings: tuple[Evidence, ...]
+    recent_imaging: Mapping[str, tuple[Evidence, ...]]
+    post_op_imaging: tuple[Evidence, ...]
+
+    @property
+    def prior_surgery(self) -> bool:
+        return bool(self.surgeries)
+
+    @property
+    def post_op_symptom(self) -> bool:
+        """F6: prior surgery in this region and current symptoms in this region."""
+        return self.prior_surgery and bool(self.symptoms)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the rules read, each with its evidence."""
+
+    now: datetime
+    thresholds: Thresholds
+    regions: Mapping[str, RegionFacts]
+    last_surgery: Surgery | None
+    post_op_days: int | None
+    fbss_diagnoses: tuple[Evidence, ...]
+    neuro_deficit: tuple[Evidence, ...]
+    red_flag_conditions: Mapping[str, tuple[tuple[ConditionEntry, Evidence], ...]]
+    deformity: tuple[Evidence, ...]
+    alt_generators: tuple[Evidence, ...]
+    scs_present: tuple[Evidence, ...]
+    long_term_opioid: OpioidTherapy | None
+    latest_pain: Evidence | None
+    latest_pain_value: float | None
+    care_events: tuple[Evidence, ...]
+    analgesic_exposure: tuple[tuple[datetime, datetime, Evidence], ...]
+    conditions_by_vs: Mapping[str, tuple[tuple[ConditionEntry, Evidence, Member], ...]] = field(repr=False)
+    observations_by_vs: Mapping[str, tuple[tuple[ObservationEntry, Evidence, Member], ...]] = field(repr=False)
+    unavailable: frozenset[str] = frozenset()
+
+    @property
+    def prior_surgery(self) -> bool:
+        return any(region.prior_surgery for region in self.regions.values())
+
+    @property
+    def any_symptom(self) -> bool:
+        return any(region.symptoms for region in self.regions.values())
+
+    def conservative_care(self, since: datetime | None) -> tuple[Evidence, ...]:
+        """F7: PT, an injection or >= MIN_ANALGESIC_EXPOSURE days of analgesics within the look-back and after `since`."""
+        t = self.thresholds
+        start = self.now - timedelta(days=t.conservative_lookback_days)
+        if since is not None and since > start:
+            start = since
+        found = [e for e in self.care_events if e.date is not None and start <= e.date <= self.now]
+        exposure = _clipped_union([(max(s, start), min(e, self.now)) for s, e, _ in self.analgesic_exposure])
+        exposed_days = sum(days for days in (days_between(s, e) for s, e in exposure) if days > 0)
+        if exposed_days >= t.min_analgesic_exposure_days:
+            drugs = [ev for s, e, ev in self.analgesic_exposure if e >= start and s <= self.now]
+            found.extend(drugs)
+        return tuple(found)
+
+
+def _clipped_union(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(i for i in intervals if i[0] < i[1]):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def derive_facts(record: PatientRecord, now: datetime, thresholds: Thresholds) -> Facts:
+    """All facts for the record at `now`."""
+    t = thresholds
+    conditions = _conditions_by_value_set(record)
+    observations = _observations_by_value_set(record)
+    current = {vs: tuple(item for item in items if item[0].current) for vs, items in conditions.items()}
+
+    surgeries = _surgeries(record, conditions)
+    symptom_regions = _symptom_regions(current)
+    surgeries = tuple(_resolve_region(s, symptom_regions) for s in surgeries)
+    dated = [s for s in surgeries if s.date is not None]
+    last = max(dated, key=lambda s: s.date) if dated else (surgeries[0] if surgeries else None)  # type: ignore[arg-type,return-value]
+    post_op_days = days_between(last.date, now) if last and last.date else None
+
+    latest_pain, latest_pain_value = _latest_pain(observations, now, t)
+    imaging = _imaging(record)
+    regions = {}
+    for region in REGIONS:
+        in_region = tuple(s for s in surgeries if region in s.regions)
+        regions[region] = _region_facts(region, in_region, current, conditions, latest_pain, latest_pain_value, last,
+                                        imaging, now, t)
+
+    return Facts(
+        now=now,
+        thresholds=t,
+        regions=regions,
+        last_surgery=last,
+        post_op_days=post_op_days,
+        fbss_diagnoses=tuple(ev for _, ev, m in current.get("VS-02", ()) if m.has("subset", "fbss")),
+        neuro_deficit=tuple(ev for _, ev, m in current.get("VS-06", ()) if not m.has("role", "supporting")),
+        red_flag_conditions=_red_flag_conditions(conditions),
+        deformity=tuple(ev for _, ev, _m in current.get("VS-09", ())),
+        alt_generators=tuple(ev for _, ev, m in current.get("VS-10", ()) if not m.has("role", "supporting")),
+        scs_present=_scs_present(record, current),
+        long_term_opioid=_long_term_opioid(record, current, now, t),
+        latest_pain=latest_pain,
+        latest_pain_value=latest_pain_value,
+        care_events=_care_events(record),
+        analgesic_exposure=_analgesic_exposure(record, now),
+        conditions_by_vs=conditions,
+        observations_by_vs=observations,
+        unavailable=record.unavailable,
+    )
+
+
+_CONDITION_VALUE_SETS = ("VS-02", "VS-04", "VS-06", "VS-07", "VS-08", "VS-09", "VS-10", "VS-11", "VS-12", "VS-13",
+                         "VS-14", "VS-15", "VS-16", "VS-18", "VS-19")
+_OBSERVATION_VALUE_SETS = ("VS-LAB-A1C", "VS-12", "VS-13", "VS-PAIN")
+
+
+def _conditions_by_value_set(record: PatientRecord) -> dict[str, tuple[tuple[ConditionEntry, Evidence, Member], ...]]:
+    out = {}
+    for vs_id in _CONDITION_VALUE_SETS:
+        vs = value_set(vs_id)
+        out[vs_id] = tuple((entry, _evidence(entry.reference, member.display, coding, member, entry.onset), member)
+                           for entry, coding, member in _matched(vs, record.conditions))
+    return out
+
+
+def _observations_by_value_set(record: PatientRecord) -> dict[str, tuple[tuple[ObservationEntry, Evidence, Member], ...]]:
+    out = {}
+    for vs_id in _OBSERVATION_VALUE_SETS:
+        vs = value_set(vs_id)
+        out[vs_id] = tuple((entry, _evidence(entry.reference, member.display, coding, member, entry.effective), member)
+                           for entry, coding, member in _matched(vs, record.observations) if entry.effective)
+    return out
+
+
+def _surgeries(record: PatientRecord, conditions: Mapping[str, tuple]) -> tuple[Surgery, ...]:
+    """F1 (index procedures) and, when there is none, F1b (diagnoses proving a prior surgery, date unknown)."""
+    vs = value_set("VS-01")
+    found = []
+    for entry, coding, member in _matched(vs, record.procedures):
+        if member.first("role") not in ("index", "addon"):
+            continue  # hardware-only removal and too-broad codes are not index surgeries
+        regions = frozenset(member.attributes.get("region", REGIONS))
+        if len(regions) > 1:
+            regions = (regions_in_words(entry.body_site) & regions) or regions
+        found.append(Surgery(_evidence(entry.reference, "spine surgery", coding, member, entry.performed),
+                             entry.performed, regions, frozenset(member.attributes.get("kind", ()))))
+    if found:
+        return tuple(found)
+    return tuple(Surgery(ev, None, frozenset(m.attributes.get("region", REGIONS)), frozenset(), from_diagnosis=True)
+                 for _, ev, m in conditions.get("VS-02", ()) if not m.has("role", "supporting"))
+
+
+def _resolve_region(surgery: Surgery, symptomatic: frozenset[str]) -> Surgery:
+    """A surgery whose code spans regions takes the symptomatic one (lumbar first, as the specification defaults)."""
+    if len(surgery.regions) <= 1:
+        return surgery
+    chosen = next((r for r in REGIONS if r in surgery.regions and r in symptomatic), None)
+    chosen = chosen or next(r for r in REGIONS if r in surgery.regions)
+    return Surgery(surgery.evidence, surgery.date, frozenset({chosen}), surgery.kinds, surgery.from_diagnosis)
+
+
+def _symptom_regions(current: Mapping[str, tuple]) -> frozenset[str]:
+    """Regions with a current (non-supporting) spine-symptom diagnosis."""
+    regions: set[str] = set()
+    for _, _, member in current.get("VS-04", ()):
+        if not member.has("role", "supporting"):
+            regions |= set(member.attributes.get("region", ()))
+    return frozenset(regions)
+
+
+def _latest_pain(observations: Mapping[str, tuple], now: datetime, t: Thresholds) -> tuple[Evidence | None, float | None]:
+    """The most recent 0-10 pain score within PAIN_LOOKBACK_DAYS (value between 0 and 10), with its value."""
+    since = now - timedelta(days=t.pain_lookback_days)
+    scores = [(entry.effective, entry, ev) for entry, ev, member in observations.get("VS-PAIN", ())
+              if member.has("subset", "pain-score") and entry.value is not None and 0 <= entry.value <= 10
+              and since <= entry.effective <= now]
+    if not scores:
+        return None, None
+    _, entry, ev = max(scores, key=lambda item: item[0])
+    value = entry.value
+    shown = f"{value:g}/10"
+    return Evidence(ev.reference, "pain score", ev.system, ev.code, ev.display, ev.date, shown), value
+
+
+def _onset_after(entry: ConditionEntry, surgery: Surgery | None) -> bool:
+    return surgery is not None and surgery.date is not None and entry.onset is not None and entry.onset > surgery.date
+
+
+def _region_facts(region: str, surgeries: tuple[Surgery, ...], current: Mapping[str, tuple],
+                  conditions: Mapping[str, tuple], latest_pain: Evidence | None, latest_pain_value: float | None,
+                  overall_last: Surgery | None,
+                  imaging: tuple[tuple[OrderOrStudy, Evidence, str, frozenset[str], str], ...], now: datetime,
+                  t: Thresholds) -> RegionFacts:
+    dated = [s for s in surgeries if s.date is not None]
+    last = max(dated, key=lambda s: s.date) if dated else (surgeries[0] if surgeries else None)  # type: ignore[arg-type,return-value]
+    post_op_days = days_between(last.date, now) if last and last.date else None
+    distinct_dates = {s.date.date() for s in dated}
+    count = len(distinct_dates) + (1 if surgeries and not dated else 0)
+
+    # F4: current VS-04 conditions of the region; supporting codes only with another spine code or a surgery.
+    spine = [(e, ev, m) for e, ev, m in current.get("VS-04", ()) if region in m.attributes.get("region", ())]
+    primary = [(e, ev) for e, ev, m in spine if not m.has("role", "supporting")]
+    supporting_ok = bool(primary) or bool(surgeries)
+    symptoms = [ev for e, ev, m in spine if not m.has("role", "supporting") or supporting_ok]
+    onsets = [e.onset for e, ev, m in spine if e.onset is not None and (not m.has("role", "supporting") or supporting_ok)]
+    # A pain score has no region: it counts for the region of the last surgery, else lumbar.
+    pain_region = next(iter(overall_last.regions)) if overall_last and len(overall_last.regions) == 1 else "lumbar"
+    if latest_pain is not None and latest_pain_value is not None and latest_pain_value >= t.pain_present_score \
+            and region == pain_region:
+        symptoms.append(latest_pain)
+
+    # F10 structural causes in this region, dated after the last surgery (intrinsic post-surgical codes: any date).
+    structural = []
+    fusions = [s for s in surgeries if "fusion" in s.kinds and s.date is not None]
+    for entry, ev, member in conditions.get("VS-08", ()):
+        if region not in member.attributes.get("region", ()):
+            continue
+        after_last = _onset_after(entry, last)
+        if member.has("subset", "intrinsic") and (after_last or (entry.onset is None and member.has("subset", "postsurgical"))
+                                                   or (last is not None and last.date is None and member.has("subset", "postsurgical"))):
+            structural.append(Evidence(ev.reference, "intrinsic", ev.system, ev.code, ev.display, ev.date))
+        elif member.has("subset", "recurrent-herniation") and after_last:
+            structural.append(Evidence(ev.reference, "recurrent-herniation", ev.system, ev.code, ev.display, ev.date))
+        elif member.has("subset", "adjacent-segment") and any(entry.onset is not None and entry.onset > f.date for f in fusions):
+            structural.append(Evidence(ev.reference, "adjacent-segment", ev.system, ev.code, ev.display, ev.date))
+
+    # New or progressing neurological findings after the last surgery (R3, 42-84 days): VS-05 of the region or VS-06.
+    new_neuro = [ev for e, ev, m in spine if m.has("subset", "radiculopathy") and _onset_after(e, last)]
+    new_neuro += [ev for e, ev, m in current.get("VS-06", ()) if not m.has("role", "supporting") and _onset_after(e, last)]
+
+    # F16 / F17: imaging of this region after the last surgery (within IMAGING_SUPPRESS_DAYS for F16).
+    recent: dict[str, list[Evidence]] = {}
+    post_op: list[Evidence] = []
+    since = now - timedelta(days=t.imaging_suppress_days)
+    for entry, ev, modality, img_regions, _study in imaging:
+        if region not in img_regions or entry.date is None or entry.date > now:
+            continue
+        if last is not None and last.date is not None and entry.date <= last.date:
+            continue
+        if entry.date >= since:
+            recent.setdefault(modality, []).append(ev)
+        if last is not None and modality in ("MRI", "CT"):
+            post_op.append(ev)
+
+    return RegionFacts(
+        region=region, surgeries=surgeries, last_surgery=last, post_op_days=post_op_days, surgeries_count=count,
+        symptoms=tuple(symptoms), symptom_onset=min(onsets) if onsets else None, structural=tuple(structural),
+        new_neuro_findings=tuple(new_neuro), recent_imaging={m: tuple(evs) for m, evs in recent.items()},
+        post_op_imaging=tuple(post_op),
+    )
+
+
+def _imaging(record: PatientRecord) -> tuple[tuple[OrderOrStudy, Evidence, str, frozenset[str], str], ...]:
+    """Imaging on file (reports, studies, active/completed orders) with modality and region resolved."""
+    vs = value_set("VS-IMG")
+    out = []
+    for entry, coding, member in _matched(vs, (*record.imaging, *record.service_requests)):
+        modality = member.first("modality") or "unknown"
+        if modality == "unknown":
+            modality = modality_in_words(entry.words) or "unknown"
+        regions = frozenset(member.attributes.get("region", ()))
+        if len(regions) > 1:
+            named = regions_in_words(entry.words) & regions
+            if named:
+                regions = named
+            elif member.first("study") in ("generic-imaging", "mri-spine"):
+                continue  # region unknown: never evidence
+        if modality == "unknown":
+            continue
+        what = f"{modality} {'/'.join(sorted(regions))}"
+        out.append((entry, _evidence(entry.reference, what, coding, member, entry.date), modality, regions,
+                    member.first("study") or ""))
+    return tuple(out)
+
+
+def _red_flag_conditions(conditions: Mapping[str, tuple]) -> dict[str, tuple[tuple[ConditionEntry, Evidence], ...]]:
+    by_subset: dict[str, list[tuple[ConditionEntry, Evidence]]] = {}
+    for entry, ev, member in conditions.get("VS-07", ()):
+        for subset in member.attributes.get("subset", ()):
+            by_subset.setdefault(subset, []).append((entry, ev))
+    return {subset: tuple(items) for subset, items in by_subset.items()}
+
+
+def _scs_present(record: PatientRecord, current: Mapping[str, tuple]) -> tuple[Evidence, ...]:
+    """F15: an SCS implant procedure ever, or a current presence code."""
+    vs = value_set("VS-18")
+    found = [_evidence(e.reference, "spinal cord stimulator", coding, member, e.performed)
+             for e, coding, member in _matched(vs, record.procedures) if member.has("subset", "implant")]
+    found += [ev for _, ev, m in current.get("VS-18", ()) if m.has("subset", "presence")]
+    return tuple(found)
+
+
+def _opioid(entry: MedicationEntry) -> tuple[Evidence, Member | None] | None:
+    """An opioid medication: by code (VS-19 products or ingredients), else by ingredient name in its text."""
+    vs = value_set("VS-19")
+    hit = vs.match(entry.code)
+    if hit is not None and (hit[1].has("subset", "product") or hit[1].has("subset", "ingredient")):
+        coding, member = hit
+        return _evidence(entry.reference, "opioid", coding, member, entry.start), member
+    member = _ingredient_by_name("VS-19", codeable_text(entry.code))
+    if member is not None:
+        return Evidence(entry.reference, "opioid", None, None, codeable_text(entry.code), entry.start), member
+    return None
+
+
+@cache
+def _ingredient_patterns(vs_id: str) -> tuple[tuple[re.Pattern[str], Member], ...]:
+    """Whole-word ingredient names of a medication value set (`\\bcodeine\\b` does not match dihydrocodeine)."""
+    return tuple((re.compile(rf"(?i)\b{re.escape(name)}\b"), member)
+                 for member in value_set(vs_id).with_attribute("subset", "ingredient")
+                 if (name := member.first("ingredient")))
+
+
+def _ingredient_by_name(vs_id: str, text: str) -> Member | None:
+    """The text fallback for a medication without a known code: an ingredient named in its text or display."""
+    if not text:
+        return None
+    return next((member for pattern, member in _ingredient_patterns(vs_id) if pattern.search(text)), None)
+
+
+def _long_term_opioid(record: PatientRecord, current: Mapping[str, tuple], now: datetime,
+                      t: Thresholds) -> OpioidTherapy | None:
+    """F8: a current opioid record and continuous exposure (gaps <= OPIOID_CHAIN_GAP_DAYS) since >= 90 days, or Z79.891."""
+    exposures = []
+    oud = False
+    for entry in record.medications:
+        found = _opioid(entry)
+        if found is None or entry.start is None or entry.end is None or entry.start > now:
+            continue
+        evidence, member = found
+        oud = oud or bool(member and member.has("subset", "oud-treatment"))
+        exposures.append((entry.start, min(entry.end, now), entry.current, evidence))
+    chain_start = None
+    chain_evidence: list[Evidence] = []
+    gap = timedelta(days=t.opioid_chain_gap_days)
+    chains: list[tuple[datetime, datetime, bool, list[Evidence]]] = []
+    for start, end, is_current, evidence in sorted(exposures, key=lambda x: x[0]):
+        if chains and start - chains[-1][1] <= gap:
+            s, e, c, evs = chains[-1]
+            chains[-1] = (s, max(e, end), c or is_current, [*evs, evidence])
+        else:
+            chains.append((start, end, is_current, [evidence]))
+    for start, _end, has_current, evs in chains:
+        if has_current and days_between(start, now) >= t.long_term_opioid_days:
+            if chain_start is None or start < chain_start:
+                chain_start, chain_evidence = start, evs
+    if chain_start is not None:
+        return OpioidTherapy(tuple(chain_evidence), days_between(chain_start, now), oud)
+    diagnoses = [ev for _, ev, m in current.get("VS-19", ()) if m.has("subset", "long-term-use")]
+    if diagnoses:
+        return OpioidTherapy(tuple(diagnoses), None, oud)
+    return None
+
+
+def _care_events(record: PatientRecord) -> tuple[Evidence, ...]:
+    """Conservative care events: completed PT / injection procedures, active/completed PT orders (VS-17)."""
+    vs = value_set("VS-17")
+    events = [_evidence(e.reference, m.first("subset") or "conservative care", coding, m, e.performed)
+              for e, coding, m in _matched(vs, record.procedures)]
+    events += [_evidence(e.reference, "physical-therapy", coding, m, e.date)
+               for e, coding, m in _matched(vs, record.service_requests) if m.has("subset", "physical-therapy")]
+    return tuple(events)
+
+
+def _analgesic_exposure(record: PatientRecord, now: datetime) -> tuple[tuple[datetime, datetime, Evidence], ...]:
+    """Exposure intervals of opioid (VS-19) and non-opioid (VS-20) analgesics."""
+    non_opioid = value_set("VS-20")
+    out = []
+    for entry in record.medications:
+        if entry.start is None or entry.end is None:
+            continue
+        opioid = _opioid(entry)
+        if opioid is not None:
+            out.append((entry.start, min(entry.end, now), Evidence(
+                opioid[0].reference, "analgesic", opioid[0].system, opioid[0].code, opioid[0].display, entry.start)))
+            continue
+        hit = non_opioid.match(entry.code)
+        if hit is None:
+            if _ingredient_by_name("VS-20", codeable_text(entry.code)) is None:
+                continue
+            evidence = Evidence(entry.reference, "analgesic", None, None, codeable_text(entry.code), entry.start)
+        else:
+            evidence = _evidence(entry.reference, "analgesic", hit[0], hit[1], entry.start)
+        out.append((entry.start, min(entry.end, now), evidence))
+    return tuple(out)

@@ -1,0 +1,91 @@
+"""Thresholds and the suggestion catalogue, read from the data files beside this module.
+
+Knowledge owners tune these files, not Python. A deployment can override thresholds with a JSON file
+(`CDS_THRESHOLDS_FILE`); unknown names and wrong types are refused at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every number the rules use (clinical-rules §2.3); field names are the file's names in lower case."""
+
+    early_postop_days: int
+    persistent_days: int
+    scs_min_postop_days: int
+    conservative_lookback_days: int
+    min_analgesic_exposure_days: int
+    long_term_opioid_days: int
+    opioid_chain_gap_days: int
+    medication_default_supply_days: int
+    imaging_suppress_days: int
+    pain_present_score: float
+    pain_lookback_days: int
+    pain_scs_score: float
+    hba1c_uncontrolled_percent: float
+    hba1c_suboptimal_percent: float
+    hba1c_lookback_days: int
+    bmi_risk: float
+    bmi_class3: float
+    bmi_obese: float
+    bmi_lookback_days: int
+    smoking_lookback_days: int
+    red_flag_recent_days: int
+    fever_postop_days: int
+    cancer_symptom_onset_days: int
+    multiply_operated_surgeries: int
+
+    def replace(self, **changes: Any) -> Thresholds:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Thresholds(**values)
+
+
+def _data(name: str) -> Any:
+    return orjson.loads(resources.files(__package__).joinpath(name).read_bytes())
+
+
+def threshold_definitions() -> Mapping[str, Mapping[str, Any]]:
+    """The thresholds file's entries: value, unit, meaning and source per name."""
+    return MappingProxyType(_data("thresholds.json")["thresholds"])
+
+
+def load_thresholds(override_file: str | None = None, overrides: Mapping[str, Any] | None = None) -> Thresholds:
+    """The default thresholds, then those of `override_file` (JSON object of NAME: value), then `overrides`."""
+    values: dict[str, Any] = {name: entry["value"] for name, entry in threshold_definitions().items()}
+    changes: dict[str, Any] = {}
+    if override_file:
+        loaded = orjson.loads(Path(override_file).read_bytes())
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{override_file}: expected a JSON object of threshold names to values")
+        changes.update(loaded)
+    changes.update(overrides or {})
+    for name, value in changes.items():
+        if name not in values:
+            raise ValueError(f"unknown threshold {name!r}")
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"threshold {name} must be a non-negative number, not {value!r}")
+        values[name] = value
+    declared = {f.name for f in fields(Thresholds)}
+    if {name.lower() for name in values} != declared:
+        raise ValueError("thresholds.json and the Thresholds fields disagree")
+    return Thresholds(**{name.lower(): value for name, value in values.items()})
+
+
+@cache
+def suggestion_catalogue() -> Mapping[str, Any]:
+    """What each finding type suggests, by region (suggestions.json)."""
+    catalogue = _data("suggestions.json")
+    catalogue.pop("description", None)
+    return MappingProxyType(catalogue)

@@ -1,0 +1,73 @@
+"""The values the clinical core hands on: evidence, surgeries, suggestions and findings. Plain, immutable data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+REGIONS = ("lumbar", "cervical", "thoracic")
+"""Spine regions, in the order used when a choice has to be made (the specification defaults to lumbar)."""
+
+SYSTEM_LABELS = MappingProxyType({
+    "icd10cm": "ICD-10-CM", "icd9cm": "ICD-9-CM", "snomed": "SNOMED CT", "loinc": "LOINC", "rxnorm": "RxNorm",
+    "cpt": "CPT", "hcpcs": "HCPCS", "icd10pcs": "ICD-10-PCS",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One resource that made a fact true: what it is, its code, its date and (for results) its value."""
+
+    reference: str                  # "Procedure/123" (never shown to the clinician as an identifier)
+    what: str                       # what it shows, e.g. "spine surgery", "HbA1c", "cauda equina"
+    system: str | None = None       # canonical short name, e.g. "cpt" (SYSTEM_LABELS gives the label)
+    code: str | None = None         # the code as the record carries it
+    display: str | None = None
+    date: datetime | None = None
+    value: str | None = None        # e.g. "8.4 %", "BMI 36.2 kg/m2", "7/10"
+
+    @property
+    def system_label(self) -> str | None:
+        return SYSTEM_LABELS.get(self.system or "", self.system)
+
+
+@dataclass(frozen=True, slots=True)
+class Surgery:
+    """An index spine surgery (F1) or diagnosis proving one (F1b, date unknown)."""
+
+    evidence: Evidence
+    date: datetime | None
+    regions: frozenset[str]
+    kinds: frozenset[str]
+    from_diagnosis: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """An order a card offers: an imaging study (a VS-IMG study key) or another order (a template key)."""
+
+    key: str
+    kind: str                       # "study" or "order"
+    recommended: bool = False
+    optional: bool = False
+    priority: str = "routine"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A rule that fired: the card type to show, the evidence behind it and what it suggests.
+
+    `details` holds the numbers and labels a card cites (post-op days, region, cause categories, risk values);
+    `omitted` the studies left out because they are already on file (with the evidence of the study).
+    """
+
+    card_type: str
+    rule: str
+    evidence: tuple[Evidence, ...]
+    region: str | None = None
+    suggestions: tuple[Suggestion, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+    omitted: tuple[Evidence, ...] = ()

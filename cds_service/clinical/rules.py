@@ -1,0 +1,388 @@
+"""Rules R1-R11 of clinical-rules §3: facts in, findings out (at most one per card type, in catalogue order).
+
+R1 (red flags) pre-empts everything; R2 (early post-operative window) suppresses everything else. Suggestions come
+from suggestions.json; a study of a modality already on file for the region (F16) is left out and cited instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from cds_service.clinical.facts import Facts, RegionFacts
+from cds_service.clinical.knowledge import suggestion_catalogue
+from cds_service.clinical.model import REGIONS, Evidence, Finding, Suggestion
+from cds_service.fhir.dates import days_between
+from cds_service.terminology.valuesets import value_set
+
+CARD_ORDER = ("red-flag", "fbss-imaging", "revision-referral", "neuro-deficit", "chronic-pain-specialist",
+              "opioid-long-term", "deformity", "alt-pain-generator", "miss-risk", "scs-consider")
+"""Card order in a response (clinical-rules §3, 'Card order in the response')."""
+
+_STUDY_MODALITY = {m.first("study"): m.first("modality") for m in value_set("VS-IMG").members}
+
+
+def suggestions_for(card_type: str, region: str | None, facts: Facts,
+                    entry: str | None = None) -> tuple[tuple[Suggestion, ...], tuple[Evidence, ...]]:
+    """The catalogue's suggestions for a card type and region, minus studies already on file (F16)."""
+    table = suggestion_catalogue().get(entry or card_type, {})
+    rows = table.get(region or "", table.get("any", []))
+    region_facts = facts.regions.get(region) if region else None
+    kept, omitted = [], []
+    for row in rows:
+        if "study" in row:
+            modality = _STUDY_MODALITY.get(row["study"])
+            recent = region_facts.recent_imaging.get(modality, ()) if region_facts and modality else ()
+            if recent and not row.get("always"):
+                omitted.extend(recent)
+                continue
+            kept.append(Suggestion(row["study"], "study", bool(row.get("recommended")), bool(row.get("optional")),
+                                   row.get("priority", "routine")))
+        else:
+            kept.append(Suggestion(row["order"], "order", bool(row.get("recommended")), False,
+                                   row.get("priority", "routine")))
+    return tuple(kept), tuple(dict.fromkeys(omitted))
+
+
+def _recent(evidence: Evidence, now: datetime, days: int) -> bool:
+    return evidence.date is not None and evidence.date <= now and days_between(evidence.date, now) <= days
+
+
+def _entry_recent(entry: Any, now: datetime, days: int) -> bool:
+    when = entry.onset or entry.recorded
+    return when is not None and when <= now and days_between(when, now) <= days
+
+
+def red_flags(facts: Facts) -> list[Evidence]:
+    """R1 / F9: every red-flag finding, each with its evidence."""
+    t, now = facts.thresholds, facts.now
+    flags = facts.red_flag_conditions
+    spine_context = facts.any_symptom or facts.prior_surgery
+    found: list[Evidence] = []
+    found += [ev for entry, ev in flags.get("cauda-equina", ()) if entry.current]
+    found += [ev for entry, ev in flags.get("bladder-bowel", ())
+              if entry.current and spine_context and _entry_recent(entry, now, t.red_flag_recent_days)]
+    found += [ev for entry, ev in flags.get("infection", ()) if entry.current]
+    if facts.post_op_days is not None and facts.post_op_days <= t.fever_postop_days:
+        found += [ev for entry, ev in flags.get("fever", ()) if _entry_recent(entry, now, t.red_flag_recent_days)]
+    found += [ev for entry, ev in flags.get("motor-deficit", ())
+              if entry.current and spine_context and entry.onset is not None
+              and _entry_recent(entry, now, t.red_flag_recent_days)]
+    recent_onset = [r.symptom_onset for r in facts.regions.values() if r.symptom_onset is not None]
+    new_symptoms = any(days_between(o, now) <= t.cancer_symptom_onset_days for o in recent_onset if o <= now)
+    if new_symptoms:
+        found += [ev for entry, ev in (*flags.get("metastatic-bone", ()), *flags.get("active-cancer", ()))
+                  if entry.current]
+    return list(dict.fromkeys(found))
+
+
+def symptomatic_region(facts: Facts) -> str:
+    """The region a card is about: that of the last surgery, else the first region with symptoms, else lumbar."""
+    if facts.last_surgery is not None and len(facts.last_surgery.regions) == 1:
+        return next(iter(facts.last_surgery.regions))
+    return next((r for r in REGIONS if facts.regions[r].symptoms), "lumbar")
+
+
+def evaluate_rules(facts: Facts) -> list[Finding]:
+    """Findings for the facts, in card order, at most one per card type."""
+    t = facts.thresholds
+    flags = red_flags(facts)
+    if flags:  # R1 pre-empts every other card
+        region = symptomatic_region(facts)
+        suggestions, _ = suggestions_for("red-flag", region, facts)
+        return [Finding("red-flag", "R1", tuple(flags), region, suggestions,
+                        {"findings": tuple(ev.display for ev in flags)})]
+    if facts.post_op_days is not None and facts.post_op_days < t.early_postop_days:
+        return []  # R2: normal early post-operative course
+
+    findings: dict[str, Finding] = {}
+    imaging = _fbss_imaging(facts)
+    if imaging:
+        findings["fbss-imaging"] = imaging
+        referral = _revision_referral(facts, facts.regions[imaging.region or "lumbar"], imaging)
+        if referral:
+            findings["revision-referral"] = referral
+    chronic = None if imaging else _chronic_pain_specialist(facts)
+    if chronic:
+        findings["chronic-pain-specialist"] = chronic
+    for finding in (_neuro_deficit(facts, imaging or chronic), _opioid_long_term(facts), _deformity(facts)):
+        if finding:
+            findings[finding.card_type] = finding
+    surgical_context = bool(imaging or chronic)
+    if surgical_context:
+        alt = _alt_pain_generator(facts)
+        if alt:
+            findings["alt-pain-generator"] = alt
+        risk = miss_risk(facts, (imaging or chronic).region)  # type: ignore[union-attr]
+        if risk:
+            findings["miss-risk"] = risk
+    scs = _scs_consider(facts, imaging)
+    if scs:
+        findings["scs-consider"] = scs
+    return [findings[card_type] for card_type in CARD_ORDER if card_type in findings]
+
+
+def _fbss_imaging(facts: Facts) -> Finding | None:
+    """R3: persistent (>= 84 d or date unknown) post-op symptoms, or new neurological findings at 42-84 d."""
+    t = facts.thresholds
+    candidates = []
+    for region in REGIONS:
+        rf = facts.regions[region]
+        if not rf.post_op_symptom:
+            continue
+        days = rf.post_op_days
+        if days is None or days >= t.persistent_days:
+            evidence = (rf.last_surgery.evidence, *rf.symptoms)  # type: ignore[union-attr]
+        elif days >= t.early_postop_days and rf.new_neuro_findings:
+            evidence = (rf.last_surgery.evidence, *rf.new_neuro_findings)  # type: ignore[union-attr]
+        else:
+            continue
+        candidates.append((rf, evidence))
+    if not candidates:
+        return None
+    # One card per type: the region operated on most recently (undated surgeries last).
+    rf, evidence = max(candidates, key=lambda c: (c[0].last_surgery.date is not None,  # type: ignore[union-attr]
+                                                  c[0].last_surgery.date or datetime.min))  # type: ignore[union-attr]
+    suggestions, omitted = suggestions_for("fbss-imaging", rf.region, facts)
+    details = {
+        "post_op_days": rf.post_op_days,
+        "post_op_weeks": rf.post_op_days // 7 if rf.post_op_days is not None else None,
+        "surgery_date_known": rf.post_op_days is not None,
+        "new_neuro_findings": bool(rf.post_op_days is not None and rf.post_op_days < t.persistent_days),
+        "scs_present": facts.scs_present,
+    }
+    return Finding("fbss-imaging", "R3", tuple(dict.fromkeys(evidence)), rf.region, suggestions, details, omitted)
+
+
+_CAUSES = {"intrinsic": "structural post-surgical problem", "recurrent-herniation": "recurrent disc herniation",
+           "adjacent-segment": "adjacent-segment disease"}
+
+
+def _revision_referral(facts: Facts, rf: RegionFacts, imaging: Finding) -> Finding | None:
+    """R4: R3 fired and a structural cause (F10), or >= 84 d post-op with conservative care since the surgery."""
+    t = facts.thresholds
+    if rf.structural:
+        causes = tuple(dict.fromkeys(_CAUSES[ev.what] for ev in rf.structural))
+        evidence = (rf.last_surgery.evidence, *rf.structural)  # type: ignore[union-attr]
+        return Finding("revision-referral", "R4", evidence, rf.region,
+                       suggestions_for("revision-referral", rf.region, facts)[0],
+                       {"causes": causes, "structural": rf.structural})
+    days = rf.post_op_days
+    if days is not None and days < t.persistent_days:
+        return None
+    since = rf.last_surgery.date if rf.last_surgery else None
+    care = facts.conservative_care(since)
+    if not care:
+        return None
+    return Finding("revision-referral", "R4", (rf.last_surgery.evidence, *care), rf.region,  # type: ignore[union-attr]
+                   suggestions_for("revision-referral", rf.region, facts)[0],
+                   {"causes": ("recurrent symptoms despite conservative care",), "conservative_care": care})
+
+
+def _chronic_pain_specialist(facts: Facts) -> Finding | None:
+    """R5: no prior surgery in the region, symptoms for > 12 weeks, and conservative care in the last year."""
+    t = facts.thresholds
+    for region in REGIONS:
+        rf = facts.regions[region]
+        if rf.prior_surgery or not rf.symptoms or rf.symptom_onset is None:
+            continue
+        if days_between(rf.symptom_onset, facts.now) < t.persistent_days:
+            continue
+        care = facts.conservative_care(facts.now - timedelta(days=t.conservative_lookback_days))
+        if not care:
+            continue
+        suggestions, omitted = suggestions_for("chronic-pain-specialist", region, facts)
+        return Finding("chronic-pain-specialist", "R5", (*rf.symptoms, *care), region, suggestions,
+                       {"symptom_days": days_between(rf.symptom_onset, facts.now),
+                        "symptom_weeks": days_between(rf.symptom_onset, facts.now) // 7,
+                        "conservative_care": care}, omitted)
+    return None
+
+
+def _neuro_deficit(facts: Facts, imaging_card: Finding | None) -> Finding | None:
+    """R6: current gait/strength/myelopathy findings (R1 not fired, not early post-op: checked by the caller)."""
+    if not facts.neuro_deficit:
+        return None
+    region = imaging_card.region if imaging_card else symptomatic_region(facts)
+    suggestions, _ = suggestions_for("neuro-deficit", region, facts)
+    omitted: tuple[Evidence, ...] = ()
+    if imaging_card is None:  # imaging is carried by R3/R5; without them, add MRI of the region without contrast
+        extra, omitted = suggestions_for("neuro-deficit", region, facts, entry="neuro-deficit-imaging")
+        suggestions = (*suggestions, *extra)
+    return Finding("neuro-deficit", "R6", facts.neuro_deficit, region, suggestions, {}, omitted)
+
+
+def _opioid_long_term(facts: Facts) -> Finding | None:
+    """R7: long-term opioid therapy (F8) with current spine symptoms."""
+    therapy = facts.long_term_opioid
+    if therapy is None or not facts.any_symptom:
+        return None
+    region = symptomatic_region(facts)
+    return Finding("opioid-long-term", "R7", therapy.evidence, region,
+                   suggestions_for("opioid-long-term", region, facts)[0],
+                   {"days": therapy.days, "oud_treatment": therapy.opioid_use_disorder_treatment})
+
+
+def _deformity(facts: Facts) -> Finding | None:
+    """R8: spinal deformity with current spine symptoms."""
+    if not facts.deformity or not facts.any_symptom:
+        return None
+    suggestions, omitted = suggestions_for("deformity", "lumbar", facts)
+    return Finding("deformity", "R8", facts.deformity, symptomatic_region(facts), suggestions,
+                   {"diagnoses": tuple(ev.display for ev in facts.deformity)}, omitted)
+
+
+def _alt_pain_generator(facts: Facts) -> Finding | None:
+    """R10: a non-spinal pain generator alongside a surgical-pathway card."""
+    if not facts.alt_generators:
+        return None
+    return Finding("alt-pain-generator", "R10", facts.alt_generators, None, (),
+                   {"diagnoses": tuple(ev.display for ev in facts.alt_generators)})
+
+
+def _scs_consider(facts: Facts, imaging: Finding | None) -> Finding | None:
+    """R11: FBSS >= 6 months after surgery, pain >= 5/10, post-op MRI/CT on file, no stimulator yet."""
+    t = facts.thresholds
+    if not (facts.fbss_diagnoses or imaging) or facts.scs_present:
+        return None
+    region = imaging.region if imaging else symptomatic_region(facts)
+    rf = facts.regions[region or "lumbar"]
+    days = rf.post_op_days if rf.prior_surgery else facts.post_op_days
+    if days is None or days < t.scs_min_postop_days:
+        return None
+    if facts.latest_pain is None or facts.latest_pain_value is None or facts.latest_pain_value < t.pain_scs_score:
+        return None
+    if not rf.post_op_imaging:
+        return None
+    evidence = (*facts.fbss_diagnoses, facts.latest_pain, *rf.post_op_imaging)
+    if rf.last_surgery is not None:
+        evidence = (rf.last_surgery.evidence, *evidence)
+    return Finding("scs-consider", "R11", tuple(dict.fromkeys(evidence)), region,
+                   suggestions_for("scs-consider", region, facts)[0],
+                   {"post_op_days": days, "pain": facts.latest_pain_value})
+
+
+# ---------------------------------------------------------------------------------------------- R9 / F14 MISS risks
+
+def miss_risk(facts: Facts, region: str | None, rule: str = "R9") -> Finding | None:
+    """R9 / F14: the MISS risk factors present, each with its value and date; None when there is none."""
+    risks, notes, suggestion_keys = miss_risks(facts, region)
+    if not risks:
+        return None
+    catalogue = suggestion_catalogue().get("miss-risk", {})
+    suggestions = tuple(Suggestion(row["order"], "order") for key in suggestion_keys for row in catalogue.get(key, []))
+    evidence = tuple(ev for _, evs in risks for ev in evs)
+    return Finding("miss-risk", rule, evidence, region, suggestions,
+                   {"risks": tuple(name for name, _ in risks), "risk_evidence": tuple(risks), "notes": tuple(notes)})
+
+
+def _latest(items: Iterable[tuple[Any, Evidence, Any]], now: datetime, days: int) -> tuple[Any, Evidence, Any] | None:
+    recent = [item for item in items if item[0].effective is not None
+              and item[0].effective <= now and days_between(item[0].effective, now) <= days]
+    return max(recent, key=lambda item: item[0].effective) if recent else None
+
+
+def miss_risks(facts: Facts, region: str | None) -> tuple[list[tuple[str, tuple[Evidence, ...]]], list[str], list[str]]:
+    """(risks with evidence, detail-only notes, suggestion keys) per the R9 table."""
+    t, now = facts.thresholds, facts.now
+    current = {vs: tuple(item for item in items if item[0].current) for vs, items in facts.conditions_by_vs.items()}
+    observations = facts.observations_by_vs
+    risks: list[tuple[str, tuple[Evidence, ...]]] = []
+    notes: list[str] = []
+    keys: list[str] = []
+
+    # Uncontrolled diabetes: a recent HbA1c decides; without one, an uncontrolled-diabetes code.
+    a1c = _latest(((e, ev, m) for e, ev, m in observations.get("VS-LAB-A1C", ()) if e.value is not None),
+                  now, t.hba1c_lookback_days)
+    if a1c is not None:
+        entry, ev, member = a1c
+        percent = hba1c_percent(entry.value, entry.unit, member.first("unit"))
+        if percent is not None:
+            shown = Evidence(ev.reference, "HbA1c", ev.system, ev.code, ev.display, ev.date, f"{percent:.1f} %")
+            if percent > t.hba1c_uncontrolled_percent:
+                risks.append(("uncontrolled-diabetes", (shown,)))
+                keys.append("uncontrolled-diabetes")
+            elif percent >= t.hba1c_suboptimal_percent:
+                notes.append(f"HbA1c {percent:.1f} % is suboptimal (not above {t.hba1c_uncontrolled_percent:g} %)")
+    else:
+        diabetes = [ev for _, ev, m in current.get("VS-11", ()) if m.has("subset", "diabetes")]
+        uncontrolled = [ev for _, ev, m in current.get("VS-11", ()) if m.has("subset", "uncontrolled")
+                        and (not m.has("role", "requires-diabetes") or diabetes)]
+        if uncontrolled:
+            risks.append(("uncontrolled-diabetes", tuple(uncontrolled)))
+            keys.append("uncontrolled-diabetes")
+
+    # Obesity: a recent BMI decides (>= 35 class 2, >= 40 class 3); without one, a class >= 2 code.
+    bmi = _latest(((e, ev, m) for e, ev, m in observations.get("VS-12", ())
+                   if m.has("subset", "bmi-observation") and e.value is not None and 10 <= e.value <= 150),
+                  now, t.bmi_lookback_days)
+    if bmi is not None:
+        entry, ev, _ = bmi
+        shown = Evidence(ev.reference, "BMI", ev.system, ev.code, ev.display, ev.date, f"{entry.value:.1f} kg/m2")
+        if entry.value >= t.bmi_risk:
+            risks.append(("obesity-class-3" if entry.value >= t.bmi_class3 else "obesity-class-2", (shown,)))
+            keys.append("obesity")
+        elif entry.value >= t.bmi_obese:
+            notes.append(f"BMI {entry.value:.1f} kg/m2 (obesity class 1; not a listed risk)")
+    else:
+        severe = [ev for _, ev, m in current.get("VS-12", ()) if m.has("subset", "class2plus")]
+        if severe:
+            risks.append(("obesity-class-2", tuple(severe)))
+            keys.append("obesity")
+
+    # Current smoking: the most recent status observation decides; without one, a current tobacco code.
+    status = _latest(((e, ev, m) for e, ev, m in observations.get("VS-13", ())
+                      if m.has("subset", "status-observation") and _smoking_answer(e) is not None),
+                     now, t.smoking_lookback_days)
+    answer = _smoking_answer(status[0]) if status else None
+    if answer is not None and answer[1] == "answer-current":
+        entry, ev, _ = status  # type: ignore[misc]
+        risks.append(("current-smoker", (Evidence(ev.reference, "smoking status", ev.system, ev.code, ev.display,
+                                                   ev.date, answer[0]),)))
+        keys.append("current-smoker")
+    elif answer is None:
+        smoking = [ev for _, ev, m in current.get("VS-13", ()) if m.has("subset", "condition-current")]
+        if smoking:
+            risks.append(("current-smoker", tuple(smoking)))
+            keys.append("current-smoker")
+
+    cardiovascular = tuple(ev for _, ev, _m in current.get("VS-14", ()))
+    if cardiovascular:
+        risks.append(("cardiovascular-disease", cardiovascular))
+
+    rf = facts.regions.get(region) if region else None
+    scarring = tuple(ev for _, ev, _m in current.get("VS-16", ()))
+    if rf is not None and rf.surgeries_count >= t.multiply_operated_surgeries:
+        scarring = (*tuple(s.evidence for s in rf.surgeries), *scarring)
+    if scarring:
+        risks.append(("scarring-or-multiply-operated", tuple(dict.fromkeys(scarring))))
+
+    bone = tuple(ev for _, ev, _m in current.get("VS-15", ()))
+    if bone:
+        risks.append(("osteoporosis", bone))
+    return risks, notes, keys
+
+
+def _smoking_answer(entry: Any) -> tuple[str, str] | None:
+    """(display, subset) of a smoking-status answer that says current, former or never; None if unknown/absent."""
+    hit = value_set("VS-13").match(entry.answer)
+    if hit is None:
+        return None
+    coding, member = hit
+    subset = member.first("subset")
+    if subset not in ("answer-current", "answer-former", "answer-never"):
+        return None
+    return (coding.get("display") or member.display), subset
+
+
+def hba1c_percent(value: float | None, unit: str | None, default_unit: str | None) -> float | None:
+    """HbA1c as NGSP %: `%` as is; IFCC mmol/mol converted (NGSP = 0.09148 x IFCC + 2.152)."""
+    if value is None:
+        return None
+    unit_key = (unit or "").strip().lower().replace(" ", "")
+    if unit_key in ("mmol/mol",) or (not unit_key and default_unit == "mmol-per-mol"):
+        return 0.09148 * value + 2.152
+    if unit_key in ("%", "percent", "") and 2 <= value <= 25:
+        return value
+    return None

@@ -1,0 +1,79 @@
+"""FHIR date, dateTime, instant and Age values as UTC datetimes; anything unreadable is None, never "now".
+
+Partial dates are real in clinical data ("2019", "2019-05"): they are read as the first instant of the period they
+name. Date-only values are midnight UTC. A value that cannot be read is unknown (None) and so never counts as evidence.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+_PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+_DAY = 86400.0
+
+# UCUM / common units of FHIR Age and Duration, in days.
+_UNIT_DAYS = {
+    "a": 365.25, "yr": 365.25, "year": 365.25, "years": 365.25,
+    "mo": 30.4375, "month": 30.4375, "months": 30.4375,
+    "wk": 7.0, "week": 7.0, "weeks": 7.0,
+    "d": 1.0, "day": 1.0, "days": 1.0,
+    "h": 1 / 24, "hour": 1 / 24, "hours": 1 / 24,
+}
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    """A FHIR date/dateTime/instant string as an aware UTC datetime, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    match = _PARTIAL.match(value)
+    try:
+        if match:
+            year, month, day = match.groups()
+            return datetime(int(year), int(month or 1), int(day or 1), tzinfo=UTC)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_date(value: Any) -> date | None:
+    parsed = parse_datetime(value)
+    return parsed.date() if parsed else None
+
+
+def quantity_days(quantity: Any) -> float | None:
+    """A FHIR Age/Duration quantity in days (by `code`, else `unit`), or None."""
+    if not isinstance(quantity, dict):
+        return None
+    value = quantity.get("value")
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        return None
+    unit = quantity.get("code") or quantity.get("unit")
+    factor = _UNIT_DAYS.get(unit.strip().lower()) if isinstance(unit, str) else None
+    return value * factor if factor else None
+
+
+def add_age(birth: date | None, age: Any) -> datetime | None:
+    """birthDate + onsetAge / performedAge."""
+    days = quantity_days(age)
+    if birth is None or days is None:
+        return None
+    return datetime(birth.year, birth.month, birth.day, tzinfo=UTC) + timedelta(days=days)
+
+
+def days_between(earlier: datetime, later: datetime) -> int:
+    """Whole days from `earlier` to `later`: floor((later - earlier) / 1 day), as clinical-rules F2 defines it."""
+    return int((later - earlier).total_seconds() // _DAY)
+
+
+def first_datetime(*values: Any) -> datetime | None:
+    """The first of several candidate values that parses (FHIR's x-or-y-or-z date fallbacks)."""
+    for value in values:
+        parsed = parse_datetime(value)
+        if parsed is not None:
+            return parsed
+    return None

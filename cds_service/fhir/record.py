@@ -1,0 +1,334 @@
+"""PatientRecord: the patient's FHIR data as plain values, after the validity filters of clinical-rules §2.2.
+
+Built from prefetch values (searchset Bundles, single resources, `null`) that are already parsed JSON dicts: no
+fhir.resources validation runs here (it costs about 0.3 ms per resource; see performance-notes.md). Every accessor is
+defensive: a missing or odd field makes an entry unknown or drops it, never raises, and never counts as evidence.
+OperationOutcome entries and resources of types the rules do not read are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from cds_service.fhir.dates import add_age, first_datetime, parse_date, parse_datetime, quantity_days
+
+CONDITION_INVALID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+CONDITION_CURRENT_CLINICAL = frozenset({"active", "recurrence", "relapse"})
+OBSERVATION_VALID = frozenset({"final", "amended", "corrected", "preliminary"})
+MEDREQ_INVALID = frozenset({"entered-in-error", "draft", "cancelled"})
+MEDSTMT_INVALID = frozenset({"entered-in-error", "not-taken", "intended"})
+SERVICE_REQUEST_VALID = frozenset({"active", "completed"})
+REPORT_VALID = frozenset({"final", "amended", "corrected", "appended", "preliminary", "partial"})
+
+Resource = dict[str, Any]
+
+
+def _status_code(codeable: Any) -> str | None:
+    """The code of a status CodeableConcept (Condition.clinicalStatus / verificationStatus)."""
+    if isinstance(codeable, dict):
+        for coding in codeable.get("coding") or ():
+            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                return coding["code"]
+    return None
+
+
+def _reference(resource: Resource, index: int) -> str:
+    """`Type/id`, or `Type/#n` for a resource without an id (still citable in a card, never a real reference)."""
+    rid = resource.get("id")
+    return f"{resource.get('resourceType')}/{rid}" if isinstance(rid, str) and rid else f"{resource.get('resourceType')}/#{index}"
+
+
+def codeable_text(codeable: Any) -> str:
+    """Human words of a CodeableConcept: its text and codings' displays (for text fallbacks and card detail)."""
+    if not isinstance(codeable, dict):
+        return ""
+    parts = [codeable.get("text")] + [c.get("display") for c in codeable.get("coding") or () if isinstance(c, dict)]
+    return " ".join(p for p in parts if isinstance(p, str))
+
+
+def body_site_text(resource: Resource) -> str:
+    sites = resource.get("bodySite")
+    if isinstance(sites, dict):
+        sites = [sites]
+    if not isinstance(sites, list):
+        return ""
+    return " ".join(codeable_text(site) for site in sites)
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionEntry:
+    reference: str
+    code: Any
+    onset: datetime | None        # onset[x] (or birthDate + onsetAge), else recordedDate, else None
+    recorded: datetime | None
+    current: bool                 # clinicalStatus active/recurrence/relapse (or missing) and not abated by now
+    resource: Resource = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcedureEntry:
+    reference: str
+    code: Any
+    performed: datetime | None
+    body_site: str
+    resource: Resource = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationEntry:
+    reference: str
+    code: Any
+    effective: datetime | None
+    value: float | None           # valueQuantity.value or valueInteger
+    unit: str | None
+    answer: Any                   # valueCodeableConcept
+    resource: Resource = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationEntry:
+    """A MedicationRequest or MedicationStatement with its exposure interval (clinical-rules §2.2)."""
+
+    reference: str
+    code: Any                     # medicationCodeableConcept, or the contained Medication's code
+    start: datetime | None
+    end: datetime | None
+    current: bool
+    status: str | None
+    resource: Resource = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOrStudy:
+    """A ServiceRequest, DiagnosticReport or ImagingStudy: what was ordered or imaged, and when."""
+
+    reference: str
+    code: Any
+    date: datetime | None
+    words: str                    # body site and text, for regions and modalities of generic codes
+    resource: Resource = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """The patient's valid resources by type. `unavailable` names the data that could not be had."""
+
+    birth_date: date | None
+    conditions: tuple[ConditionEntry, ...]
+    procedures: tuple[ProcedureEntry, ...]
+    observations: tuple[ObservationEntry, ...]
+    medications: tuple[MedicationEntry, ...]
+    service_requests: tuple[OrderOrStudy, ...]
+    imaging: tuple[OrderOrStudy, ...]
+    unavailable: frozenset[str] = frozenset()
+
+    @property
+    def size(self) -> int:
+        return (len(self.conditions) + len(self.procedures) + len(self.observations) + len(self.medications)
+                + len(self.service_requests) + len(self.imaging))
+
+
+def iter_resources(value: Any) -> Iterator[Resource]:
+    """The resources in a prefetch value: a Bundle's entries (OperationOutcomes skipped), a single resource, or none."""
+    if not isinstance(value, dict):
+        return
+    if value.get("resourceType") == "Bundle":
+        for entry in value.get("entry") or ():
+            if isinstance(entry, dict):
+                resource = entry.get("resource")
+                if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str) \
+                        and resource["resourceType"] != "OperationOutcome":
+                    yield resource
+    elif value.get("resourceType") not in (None, "OperationOutcome"):
+        yield value
+
+
+def build_record(resources: Iterable[Resource], now: datetime, unavailable: Iterable[str] = (),
+                 default_supply_days: int = 30) -> PatientRecord:
+    """Sort resources by type, drop invalid ones (§2.2) and read their dates. Duplicates (same Type/id) count once."""
+    seen: set[str] = set()
+    by_type: dict[str, list[tuple[str, Resource]]] = {}
+    for index, resource in enumerate(resources):
+        if not isinstance(resource, dict):
+            continue
+        reference = _reference(resource, index)
+        if reference in seen:
+            continue
+        seen.add(reference)
+        by_type.setdefault(resource.get("resourceType", ""), []).append((reference, resource))
+
+    patients = by_type.get("Patient", [])
+    birth = parse_date(patients[0][1].get("birthDate")) if patients else None
+    supply = timedelta(days=default_supply_days)
+    return PatientRecord(
+        birth_date=birth,
+        conditions=tuple(e for r, res in by_type.get("Condition", []) if (e := _condition(r, res, birth, now))),
+        procedures=tuple(e for r, res in by_type.get("Procedure", []) if (e := _procedure(r, res, birth))),
+        observations=tuple(o for r, res in by_type.get("Observation", []) for o in _observations(r, res)),
+        medications=tuple(
+            [e for r, res in by_type.get("MedicationRequest", []) if (e := _medication_request(r, res, supply))]
+            + [e for r, res in by_type.get("MedicationStatement", []) if (e := _medication_statement(r, res, now))]
+        ),
+        service_requests=tuple(e for r, res in by_type.get("ServiceRequest", []) if (e := _service_request(r, res))),
+        imaging=tuple(
+            [e for r, res in by_type.get("DiagnosticReport", []) if (e := _report(r, res))]
+            + [e for r, res in by_type.get("ImagingStudy", []) if (e := _imaging_study(r, res))]
+        ),
+        unavailable=frozenset(unavailable),
+    )
+
+
+def _condition(reference: str, resource: Resource, birth: date | None, now: datetime) -> ConditionEntry | None:
+    if _status_code(resource.get("verificationStatus")) in CONDITION_INVALID_VERIFICATION:
+        return None
+    period = resource.get("onsetPeriod") if isinstance(resource.get("onsetPeriod"), dict) else {}
+    onset = first_datetime(resource.get("onsetDateTime"), period.get("start")) or add_age(birth, resource.get("onsetAge"))
+    recorded = parse_datetime(resource.get("recordedDate"))
+    clinical = _status_code(resource.get("clinicalStatus"))
+    abatement = _abatement(resource, birth)
+    current = (clinical is None or clinical in CONDITION_CURRENT_CLINICAL) and not (abatement and abatement <= now)
+    return ConditionEntry(reference, resource.get("code"), onset or recorded, recorded, current, resource)
+
+
+def _abatement(resource: Resource, birth: date | None) -> datetime | None:
+    period = resource.get("abatementPeriod") if isinstance(resource.get("abatementPeriod"), dict) else {}
+    return (first_datetime(resource.get("abatementDateTime"), period.get("end"), period.get("start"))
+            or add_age(birth, resource.get("abatementAge")))
+
+
+def _procedure(reference: str, resource: Resource, birth: date | None) -> ProcedureEntry | None:
+    if resource.get("status") != "completed":
+        return None
+    period = resource.get("performedPeriod") if isinstance(resource.get("performedPeriod"), dict) else {}
+    performed = (first_datetime(resource.get("performedDateTime"), period.get("end"), period.get("start"))
+                 or add_age(birth, resource.get("performedAge")))
+    return ProcedureEntry(reference, resource.get("code"), performed, body_site_text(resource), resource)
+
+
+def _observations(reference: str, resource: Resource) -> Iterator[ObservationEntry]:
+    """The observation, and each coded component with a value (the PEG panel's pain item is a component)."""
+    if resource.get("status") not in OBSERVATION_VALID or resource.get("dataAbsentReason"):
+        return
+    period = resource.get("effectivePeriod") if isinstance(resource.get("effectivePeriod"), dict) else {}
+    effective = first_datetime(resource.get("effectiveDateTime"), period.get("end"), period.get("start"),
+                               resource.get("effectiveInstant"), resource.get("issued"))
+    yield _observation_value(reference, resource.get("code"), resource, effective, resource)
+    for component in resource.get("component") or ():
+        if isinstance(component, dict) and not component.get("dataAbsentReason"):
+            yield _observation_value(reference, component.get("code"), component, effective, resource)
+
+
+def _observation_value(reference: str, code: Any, holder: Resource, effective: datetime | None,
+                       resource: Resource) -> ObservationEntry:
+    value: float | None = None
+    unit: str | None = None
+    quantity = holder.get("valueQuantity")
+    if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float) \
+            and not isinstance(quantity.get("value"), bool):
+        value = float(quantity["value"])
+        unit = quantity.get("code") or quantity.get("unit")
+        unit = unit if isinstance(unit, str) else None
+    elif isinstance(holder.get("valueInteger"), int) and not isinstance(holder.get("valueInteger"), bool):
+        value = float(holder["valueInteger"])
+    return ObservationEntry(reference, code, effective, value, unit, holder.get("valueCodeableConcept"), resource)
+
+
+def medication_code(resource: Resource) -> Any:
+    """medicationCodeableConcept, or the code of a Medication referenced as `#id` among `contained`."""
+    concept = resource.get("medicationCodeableConcept")
+    if isinstance(concept, dict):
+        return concept
+    ref = resource.get("medicationReference")
+    target = ref.get("reference") if isinstance(ref, dict) else None
+    if isinstance(target, str) and target.startswith("#"):
+        for contained in resource.get("contained") or ():
+            if isinstance(contained, dict) and contained.get("resourceType") == "Medication" \
+                    and contained.get("id") == target[1:]:
+                return contained.get("code")
+    if isinstance(ref, dict) and isinstance(ref.get("display"), str):
+        return {"text": ref["display"]}
+    return None
+
+
+def _medication_request(reference: str, resource: Resource, default_supply: timedelta) -> MedicationEntry | None:
+    status = resource.get("status")
+    if status in MEDREQ_INVALID or not isinstance(status, str):
+        return None
+    bounds: dict[str, Any] = {}
+    dosage = resource.get("dosageInstruction")
+    if isinstance(dosage, list) and dosage and isinstance(dosage[0], dict):
+        timing = dosage[0].get("timing")
+        repeat = timing.get("repeat") if isinstance(timing, dict) else None
+        if isinstance(repeat, dict) and isinstance(repeat.get("boundsPeriod"), dict):
+            bounds = repeat["boundsPeriod"]
+    start = first_datetime(resource.get("authoredOn"), bounds.get("start"))
+    end = None
+    if start is not None:
+        dispense = resource.get("dispenseRequest")
+        supply_days = quantity_days(dispense.get("expectedSupplyDuration")) if isinstance(dispense, dict) else None
+        if supply_days is not None:
+            end = start + timedelta(days=supply_days)
+        else:
+            end = parse_datetime(bounds.get("end")) or start + default_supply
+    current = status == "active" and resource.get("intent") != "proposal"
+    return MedicationEntry(reference, medication_code(resource), start, end, current, status, resource)
+
+
+def _medication_statement(reference: str, resource: Resource, now: datetime) -> MedicationEntry | None:
+    status = resource.get("status")
+    if status in MEDSTMT_INVALID or not isinstance(status, str):
+        return None
+    period = resource.get("effectivePeriod") if isinstance(resource.get("effectivePeriod"), dict) else None
+    if period is not None:
+        start = parse_datetime(period.get("start"))
+        end = parse_datetime(period.get("end"))
+        open_ended = end is None
+        end = end or (now if status == "active" else start)
+    else:
+        start = parse_datetime(resource.get("effectiveDateTime"))
+        open_ended = True
+        end = now if status == "active" else start
+    current = status == "active" and (open_ended or (end is not None and end >= now))
+    return MedicationEntry(reference, medication_code(resource), start, end, current, status, resource)
+
+
+def _words(resource: Resource) -> str:
+    return f"{body_site_text(resource)} {codeable_text(resource.get('code'))}".strip()
+
+
+def _service_request(reference: str, resource: Resource) -> OrderOrStudy | None:
+    if resource.get("status") not in SERVICE_REQUEST_VALID:
+        return None
+    period = resource.get("occurrencePeriod") if isinstance(resource.get("occurrencePeriod"), dict) else {}
+    when = first_datetime(resource.get("occurrenceDateTime"), period.get("start"), resource.get("authoredOn"))
+    return OrderOrStudy(reference, resource.get("code"), when, _words(resource), resource)
+
+
+def _report(reference: str, resource: Resource) -> OrderOrStudy | None:
+    if resource.get("status") not in REPORT_VALID:
+        return None
+    period = resource.get("effectivePeriod") if isinstance(resource.get("effectivePeriod"), dict) else {}
+    when = first_datetime(resource.get("effectiveDateTime"), period.get("end"), period.get("start"), resource.get("issued"))
+    words = f"{_words(resource)} {resource.get('conclusion') if isinstance(resource.get('conclusion'), str) else ''}"
+    return OrderOrStudy(reference, resource.get("code"), when, words.strip(), resource)
+
+
+def _imaging_study(reference: str, resource: Resource) -> OrderOrStudy | None:
+    if resource.get("status") != "available":
+        return None
+    # ImagingStudy has no single code: its procedureCode CodeableConcepts are merged into one for matching.
+    merged = {"coding": [c for p in resource.get("procedureCode") or () if isinstance(p, dict)
+                         for c in p.get("coding") or ()]}
+    words = " ".join([codeable_text(p) for p in resource.get("procedureCode") or () if isinstance(p, dict)]
+                     + [resource.get("description") if isinstance(resource.get("description"), str) else ""]
+                     + [codeable_text(s.get("bodySite")) for s in resource.get("series") or () if isinstance(s, dict)])
+    return OrderOrStudy(reference, merged, parse_datetime(resource.get("started")), words.strip(), resource)
+
+
+def resources_of(prefetch: Mapping[str, Any]) -> Iterator[Resource]:
+    """Every resource in every prefetch value."""
+    for value in prefetch.values():
+        yield from iter_resources(value)
