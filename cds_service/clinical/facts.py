@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -50,7 +50,7 @@ def modality_in_words(words: str) -> str | None:
 
 
 def _evidence(reference: str, what: str, coding: Mapping[str, Any], member: Member, when: datetime | None,
-              value: str | None = None) -> Evidence:
+              *, value: str | None = None) -> Evidence:
     code = coding.get("code")
     display = coding.get("display") if isinstance(coding.get("display"), str) else None
     return Evidence(reference, what, canonical_system(coding.get("system")), code if isinstance(code, str) else None,
@@ -133,7 +133,7 @@ class Facts:
         return any(region.symptoms for region in self.regions.values())
 
     def conservative_care(self, since: datetime | None) -> tuple[Evidence, ...]:
-        """F7: PT, an injection or >= MIN_ANALGESIC_EXPOSURE days of analgesics within the look-back and after `since`."""
+        """F7: PT, an injection, or >= MIN_ANALGESIC_EXPOSURE days of analgesics, in the look-back and after `since`."""
         t = self.thresholds
         start = self.now - timedelta(days=t.conservative_lookback_days)
         if since is not None and since > start:
@@ -167,17 +167,13 @@ def derive_facts(record: PatientRecord, now: datetime, thresholds: Thresholds) -
     surgeries = _surgeries(record, conditions)
     symptom_regions = _symptom_regions(current)
     surgeries = tuple(_resolve_region(s, symptom_regions) for s in surgeries)
-    dated = [s for s in surgeries if s.date is not None]
-    last = max(dated, key=lambda s: s.date) if dated else (surgeries[0] if surgeries else None)  # type: ignore[arg-type,return-value]
+    last = _last_surgery(surgeries)
     post_op_days = days_between(last.date, now) if last and last.date else None
 
     latest_pain, latest_pain_value = _latest_pain(observations, now, t)
-    imaging = _imaging(record)
-    regions = {}
-    for region in REGIONS:
-        in_region = tuple(s for s in surgeries if region in s.regions)
-        regions[region] = _region_facts(region, in_region, current, conditions, latest_pain, latest_pain_value, last,
-                                        imaging, now, t)
+    shared = _Shared(current, conditions, latest_pain, latest_pain_value, last, _imaging(record), now, t)
+    regions = {region: _region_facts(region, tuple(s for s in surgeries if region in s.regions), shared)
+               for region in REGIONS}
 
     return Facts(
         now=now,
@@ -216,7 +212,8 @@ def _conditions_by_value_set(record: PatientRecord) -> dict[str, tuple[tuple[Con
     return out
 
 
-def _observations_by_value_set(record: PatientRecord) -> dict[str, tuple[tuple[ObservationEntry, Evidence, Member], ...]]:
+def _observations_by_value_set(
+        record: PatientRecord) -> dict[str, tuple[tuple[ObservationEntry, Evidence, Member], ...]]:
     out = {}
     for vs_id in _OBSERVATION_VALUE_SETS:
         vs = value_set(vs_id)
@@ -261,7 +258,8 @@ def _symptom_regions(current: Mapping[str, tuple]) -> frozenset[str]:
     return frozenset(regions)
 
 
-def _latest_pain(observations: Mapping[str, tuple], now: datetime, t: Thresholds) -> tuple[Evidence | None, float | None]:
+def _latest_pain(observations: Mapping[str, tuple], now: datetime,
+                 t: Thresholds) -> tuple[Evidence | None, float | None]:
     """The most recent 0-10 pain score within PAIN_LOOKBACK_DAYS (value between 0 and 10), with its value."""
     since = now - timedelta(days=t.pain_lookback_days)
     scores = [(entry.effective, entry, ev) for entry, ev, member in observations.get("VS-PAIN", ())
@@ -279,54 +277,95 @@ def _onset_after(entry: ConditionEntry, surgery: Surgery | None) -> bool:
     return surgery is not None and surgery.date is not None and entry.onset is not None and entry.onset > surgery.date
 
 
-def _region_facts(region: str, surgeries: tuple[Surgery, ...], current: Mapping[str, tuple],
-                  conditions: Mapping[str, tuple], latest_pain: Evidence | None, latest_pain_value: float | None,
-                  overall_last: Surgery | None,
-                  imaging: tuple[tuple[OrderOrStudy, Evidence, str, frozenset[str], str], ...], now: datetime,
-                  t: Thresholds) -> RegionFacts:
+@dataclass(frozen=True)
+class _Shared:
+    """What every region's facts are derived from (built once per evaluation)."""
+
+    current: Mapping[str, tuple]
+    conditions: Mapping[str, tuple]
+    latest_pain: Evidence | None
+    latest_pain_value: float | None
+    overall_last: Surgery | None
+    imaging: tuple[tuple[OrderOrStudy, Evidence, str, frozenset[str], str], ...]
+    now: datetime
+    thresholds: Thresholds
+
+
+def _last_surgery(surgeries: Iterable[Surgery]) -> Surgery | None:
+    """F2: the most recent dated surgery, else an undated one (date unknown), else None."""
+    surgeries = tuple(surgeries)
     dated = [s for s in surgeries if s.date is not None]
-    last = max(dated, key=lambda s: s.date) if dated else (surgeries[0] if surgeries else None)  # type: ignore[arg-type,return-value]
-    post_op_days = days_between(last.date, now) if last and last.date else None
-    distinct_dates = {s.date.date() for s in dated}
-    count = len(distinct_dates) + (1 if surgeries and not dated else 0)
+    if dated:
+        return max(dated, key=lambda s: s.date or datetime.min)
+    return surgeries[0] if surgeries else None
 
-    # F4: current VS-04 conditions of the region; supporting codes only with another spine code or a surgery.
-    spine = [(e, ev, m) for e, ev, m in current.get("VS-04", ()) if region in m.attributes.get("region", ())]
-    primary = [(e, ev) for e, ev, m in spine if not m.has("role", "supporting")]
-    supporting_ok = bool(primary) or bool(surgeries)
-    symptoms = [ev for e, ev, m in spine if not m.has("role", "supporting") or supporting_ok]
-    onsets = [e.onset for e, ev, m in spine if e.onset is not None and (not m.has("role", "supporting") or supporting_ok)]
-    # A pain score has no region: it counts for the region of the last surgery, else lumbar.
-    pain_region = next(iter(overall_last.regions)) if overall_last and len(overall_last.regions) == 1 else "lumbar"
-    if latest_pain is not None and latest_pain_value is not None and latest_pain_value >= t.pain_present_score \
+
+def _region_facts(region: str, surgeries: tuple[Surgery, ...], shared: _Shared) -> RegionFacts:
+    last = _last_surgery(surgeries)
+    dated_days = {s.date.date() for s in surgeries if s.date is not None}
+    count = len(dated_days) + (1 if surgeries and not dated_days else 0)  # F3: distinct dates (add-ons count once)
+    spine, symptoms, onsets = _symptoms(region, surgeries, shared)
+    # New or progressing neurological findings after the last surgery (R3, 42-84 days): VS-05 of the region or VS-06.
+    new_neuro = [ev for e, ev, m in spine if m.has("subset", "radiculopathy") and _onset_after(e, last)]
+    new_neuro += [ev for e, ev, m in shared.current.get("VS-06", ())
+                  if not m.has("role", "supporting") and _onset_after(e, last)]
+    recent, post_op = _region_imaging(region, last, shared)
+    return RegionFacts(
+        region=region, surgeries=surgeries, last_surgery=last,
+        post_op_days=days_between(last.date, shared.now) if last and last.date else None, surgeries_count=count,
+        symptoms=symptoms, symptom_onset=min(onsets) if onsets else None,
+        structural=_structural_causes(region, surgeries, last, shared), new_neuro_findings=tuple(new_neuro),
+        recent_imaging=recent, post_op_imaging=post_op,
+    )
+
+
+def _symptoms(region: str, surgeries: tuple[Surgery, ...], shared: _Shared) -> tuple[list, tuple[Evidence, ...], list]:
+    """F4 / F5: current VS-04 conditions of the region (supporting codes only with another spine code or a surgery),
+    and a recent pain score >= PAIN_PRESENT for the region of the last surgery (else lumbar)."""
+    spine = [(e, ev, m) for e, ev, m in shared.current.get("VS-04", ()) if region in m.attributes.get("region", ())]
+    supporting_ok = any(not m.has("role", "supporting") for _, _, m in spine) or bool(surgeries)
+    counted = [(e, ev) for e, ev, m in spine if supporting_ok or not m.has("role", "supporting")]
+    symptoms = [ev for _, ev in counted]
+    onsets = [e.onset for e, _ in counted if e.onset is not None]
+    last = shared.overall_last
+    pain_region = next(iter(last.regions)) if last and len(last.regions) == 1 else "lumbar"
+    value = shared.latest_pain_value
+    if shared.latest_pain is not None and value is not None and value >= shared.thresholds.pain_present_score \
             and region == pain_region:
-        symptoms.append(latest_pain)
+        symptoms.append(shared.latest_pain)
+    return spine, tuple(symptoms), onsets
 
-    # F10 structural causes in this region, dated after the last surgery (intrinsic post-surgical codes: any date).
-    structural = []
-    fusions = [s for s in surgeries if "fusion" in s.kinds and s.date is not None]
-    for entry, ev, member in conditions.get("VS-08", ()):
+
+def _structural_causes(region: str, surgeries: tuple[Surgery, ...], last: Surgery | None,
+                       shared: _Shared) -> tuple[Evidence, ...]:
+    """F10: structural causes in the region after the last surgery; intrinsically post-surgical codes at any date
+    when their onset or the surgery date is unknown; adjacent-segment disease only after a fusion."""
+    found = []
+    fusions = [s.date for s in surgeries if "fusion" in s.kinds and s.date is not None]
+    undated = last is not None and last.date is None
+    for entry, ev, member in shared.conditions.get("VS-08", ()):
         if region not in member.attributes.get("region", ()):
             continue
         after_last = _onset_after(entry, last)
-        if member.has("subset", "intrinsic") and (after_last or (entry.onset is None and member.has("subset", "postsurgical"))
-                                                   or (last is not None and last.date is None and member.has("subset", "postsurgical"))):
-            structural.append(Evidence(ev.reference, "intrinsic", ev.system, ev.code, ev.display, ev.date))
+        postsurgical = member.has("subset", "postsurgical") and (entry.onset is None or undated)
+        if member.has("subset", "intrinsic") and (after_last or postsurgical):
+            found.append(replace(ev, what="intrinsic"))
         elif member.has("subset", "recurrent-herniation") and after_last:
-            structural.append(Evidence(ev.reference, "recurrent-herniation", ev.system, ev.code, ev.display, ev.date))
-        elif member.has("subset", "adjacent-segment") and any(entry.onset is not None and entry.onset > f.date for f in fusions):
-            structural.append(Evidence(ev.reference, "adjacent-segment", ev.system, ev.code, ev.display, ev.date))
+            found.append(replace(ev, what="recurrent-herniation"))
+        elif member.has("subset", "adjacent-segment") and entry.onset is not None \
+                and any(entry.onset > fused for fused in fusions):
+            found.append(replace(ev, what="adjacent-segment"))
+    return tuple(found)
 
-    # New or progressing neurological findings after the last surgery (R3, 42-84 days): VS-05 of the region or VS-06.
-    new_neuro = [ev for e, ev, m in spine if m.has("subset", "radiculopathy") and _onset_after(e, last)]
-    new_neuro += [ev for e, ev, m in current.get("VS-06", ()) if not m.has("role", "supporting") and _onset_after(e, last)]
 
-    # F16 / F17: imaging of this region after the last surgery (within IMAGING_SUPPRESS_DAYS for F16).
+def _region_imaging(region: str, last: Surgery | None,
+                    shared: _Shared) -> tuple[Mapping[str, tuple[Evidence, ...]], tuple[Evidence, ...]]:
+    """F16 (by modality, within IMAGING_SUPPRESS_DAYS) and F17 (MRI/CT, any time) after the last surgery."""
     recent: dict[str, list[Evidence]] = {}
     post_op: list[Evidence] = []
-    since = now - timedelta(days=t.imaging_suppress_days)
-    for entry, ev, modality, img_regions, _study in imaging:
-        if region not in img_regions or entry.date is None or entry.date > now:
+    since = shared.now - timedelta(days=shared.thresholds.imaging_suppress_days)
+    for entry, ev, modality, img_regions, _study in shared.imaging:
+        if region not in img_regions or entry.date is None or entry.date > shared.now:
             continue
         if last is not None and last.date is not None and entry.date <= last.date:
             continue
@@ -334,13 +373,7 @@ def _region_facts(region: str, surgeries: tuple[Surgery, ...], current: Mapping[
             recent.setdefault(modality, []).append(ev)
         if last is not None and modality in ("MRI", "CT"):
             post_op.append(ev)
-
-    return RegionFacts(
-        region=region, surgeries=surgeries, last_surgery=last, post_op_days=post_op_days, surgeries_count=count,
-        symptoms=tuple(symptoms), symptom_onset=min(onsets) if onsets else None, structural=tuple(structural),
-        new_neuro_findings=tuple(new_neuro), recent_imaging={m: tuple(evs) for m, evs in recent.items()},
-        post_op_imaging=tuple(post_op),
-    )
+    return {m: tuple(evs) for m, evs in recent.items()}, tuple(post_op)
 
 
 def _imaging(record: PatientRecord) -> tuple[tuple[OrderOrStudy, Evidence, str, frozenset[str], str], ...]:
@@ -413,7 +446,8 @@ def _ingredient_by_name(vs_id: str, text: str) -> Member | None:
 
 def _long_term_opioid(record: PatientRecord, current: Mapping[str, tuple], now: datetime,
                       t: Thresholds) -> OpioidTherapy | None:
-    """F8: a current opioid record and continuous exposure (gaps <= OPIOID_CHAIN_GAP_DAYS) since >= 90 days, or Z79.891."""
+    """F8: a current opioid record in a continuous exposure (gaps <= OPIOID_CHAIN_GAP_DAYS) of >= 90 days,
+    or a current Z79.891 (long-term opiate use) diagnosis."""
     exposures = []
     oud = False
     for entry in record.medications:
@@ -434,9 +468,9 @@ def _long_term_opioid(record: PatientRecord, current: Mapping[str, tuple], now: 
         else:
             chains.append((start, end, is_current, [evidence]))
     for start, _end, has_current, evs in chains:
-        if has_current and days_between(start, now) >= t.long_term_opioid_days:
-            if chain_start is None or start < chain_start:
-                chain_start, chain_evidence = start, evs
+        long_enough = has_current and days_between(start, now) >= t.long_term_opioid_days
+        if long_enough and (chain_start is None or start < chain_start):
+            chain_start, chain_evidence = start, evs
     if chain_start is not None:
         return OpioidTherapy(tuple(chain_evidence), days_between(chain_start, now), oud)
     diagnoses = [ev for _, ev, m in current.get("VS-19", ()) if m.has("subset", "long-term-use")]

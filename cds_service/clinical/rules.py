@@ -6,7 +6,8 @@ from suggestions.json; a study of a modality already on file for the region (F16
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -283,85 +284,87 @@ def _latest(items: Iterable[tuple[Any, Evidence, Any]], now: datetime, days: int
     return max(recent, key=lambda item: item[0].effective) if recent else None
 
 
-def miss_risks(facts: Facts, region: str | None) -> tuple[list[tuple[str, tuple[Evidence, ...]]], list[str], list[str]]:
-    """(risks with evidence, detail-only notes, suggestion keys) per the R9 table."""
-    t, now = facts.thresholds, facts.now
+Risk = tuple[str, tuple[Evidence, ...]]
+
+
+def miss_risks(facts: Facts, region: str | None) -> tuple[list[Risk], list[str], list[str]]:
+    """(risks with evidence, detail-only notes, suggestion keys) per the R9 table, in the table's order."""
     current = {vs: tuple(item for item in items if item[0].current) for vs, items in facts.conditions_by_vs.items()}
-    observations = facts.observations_by_vs
-    risks: list[tuple[str, tuple[Evidence, ...]]] = []
+    risks: list[Risk] = []
     notes: list[str] = []
-    keys: list[str] = []
-
-    # Uncontrolled diabetes: a recent HbA1c decides; without one, an uncontrolled-diabetes code.
-    a1c = _latest(((e, ev, m) for e, ev, m in observations.get("VS-LAB-A1C", ()) if e.value is not None),
-                  now, t.hba1c_lookback_days)
-    if a1c is not None:
-        entry, ev, member = a1c
-        percent = hba1c_percent(entry.value, entry.unit, member.first("unit"))
-        if percent is not None:
-            shown = Evidence(ev.reference, "HbA1c", ev.system, ev.code, ev.display, ev.date, f"{percent:.1f} %")
-            if percent > t.hba1c_uncontrolled_percent:
-                risks.append(("uncontrolled-diabetes", (shown,)))
-                keys.append("uncontrolled-diabetes")
-            elif percent >= t.hba1c_suboptimal_percent:
-                notes.append(f"HbA1c {percent:.1f} % is suboptimal (not above {t.hba1c_uncontrolled_percent:g} %)")
-    else:
-        diabetes = [ev for _, ev, m in current.get("VS-11", ()) if m.has("subset", "diabetes")]
-        uncontrolled = [ev for _, ev, m in current.get("VS-11", ()) if m.has("subset", "uncontrolled")
-                        and (not m.has("role", "requires-diabetes") or diabetes)]
-        if uncontrolled:
-            risks.append(("uncontrolled-diabetes", tuple(uncontrolled)))
-            keys.append("uncontrolled-diabetes")
-
-    # Obesity: a recent BMI decides (>= 35 class 2, >= 40 class 3); without one, a class >= 2 code.
-    bmi = _latest(((e, ev, m) for e, ev, m in observations.get("VS-12", ())
-                   if m.has("subset", "bmi-observation") and e.value is not None and 10 <= e.value <= 150),
-                  now, t.bmi_lookback_days)
-    if bmi is not None:
-        entry, ev, _ = bmi
-        shown = Evidence(ev.reference, "BMI", ev.system, ev.code, ev.display, ev.date, f"{entry.value:.1f} kg/m2")
-        if entry.value >= t.bmi_risk:
-            risks.append(("obesity-class-3" if entry.value >= t.bmi_class3 else "obesity-class-2", (shown,)))
-            keys.append("obesity")
-        elif entry.value >= t.bmi_obese:
-            notes.append(f"BMI {entry.value:.1f} kg/m2 (obesity class 1; not a listed risk)")
-    else:
-        severe = [ev for _, ev, m in current.get("VS-12", ()) if m.has("subset", "class2plus")]
-        if severe:
-            risks.append(("obesity-class-2", tuple(severe)))
-            keys.append("obesity")
-
-    # Current smoking: the most recent status observation decides; without one, a current tobacco code.
-    status = _latest(((e, ev, m) for e, ev, m in observations.get("VS-13", ())
-                      if m.has("subset", "status-observation") and _smoking_answer(e) is not None),
-                     now, t.smoking_lookback_days)
-    answer = _smoking_answer(status[0]) if status else None
-    if answer is not None and answer[1] == "answer-current":
-        entry, ev, _ = status  # type: ignore[misc]
-        risks.append(("current-smoker", (Evidence(ev.reference, "smoking status", ev.system, ev.code, ev.display,
-                                                   ev.date, answer[0]),)))
-        keys.append("current-smoker")
-    elif answer is None:
-        smoking = [ev for _, ev, m in current.get("VS-13", ()) if m.has("subset", "condition-current")]
-        if smoking:
-            risks.append(("current-smoker", tuple(smoking)))
-            keys.append("current-smoker")
-
+    for check in (_diabetes_risk, _obesity_risk, _smoking_risk):
+        risk, note = check(facts, current)
+        risks += [risk] if risk else []
+        notes += [note] if note else []
+    keys = [name for name, _ in risks]  # the suggestion catalogue is keyed by these risk names
     cardiovascular = tuple(ev for _, ev, _m in current.get("VS-14", ()))
     if cardiovascular:
         risks.append(("cardiovascular-disease", cardiovascular))
-
     rf = facts.regions.get(region) if region else None
     scarring = tuple(ev for _, ev, _m in current.get("VS-16", ()))
-    if rf is not None and rf.surgeries_count >= t.multiply_operated_surgeries:
+    if rf is not None and rf.surgeries_count >= facts.thresholds.multiply_operated_surgeries:
         scarring = (*tuple(s.evidence for s in rf.surgeries), *scarring)
     if scarring:
         risks.append(("scarring-or-multiply-operated", tuple(dict.fromkeys(scarring))))
-
     bone = tuple(ev for _, ev, _m in current.get("VS-15", ()))
     if bone:
         risks.append(("osteoporosis", bone))
-    return risks, notes, keys
+    return risks, notes, [("obesity" if k.startswith("obesity") else k) for k in keys]
+
+
+def _diabetes_risk(facts: Facts, current: Mapping[str, tuple]) -> tuple[Risk | None, str | None]:
+    """A recent HbA1c decides (> 8.0 %; 7.0-8.0 % is a note); without one, an uncontrolled-diabetes code."""
+    t = facts.thresholds
+    a1c = _latest(((e, ev, m) for e, ev, m in facts.observations_by_vs.get("VS-LAB-A1C", ()) if e.value is not None),
+                  facts.now, t.hba1c_lookback_days)
+    if a1c is not None:
+        entry, ev, member = a1c
+        percent = hba1c_percent(entry.value, entry.unit, member.first("unit"))
+        if percent is None:
+            return None, None
+        if percent > t.hba1c_uncontrolled_percent:
+            return ("uncontrolled-diabetes", (replace(ev, what="HbA1c", value=f"{percent:.1f} %"),)), None
+        if percent >= t.hba1c_suboptimal_percent:
+            return None, f"HbA1c {percent:.1f} % is suboptimal (not above {t.hba1c_uncontrolled_percent:g} %)"
+        return None, None
+    vs11 = current.get("VS-11", ())
+    diabetes = any(m.has("subset", "diabetes") for _, _, m in vs11)
+    uncontrolled = tuple(ev for _, ev, m in vs11 if m.has("subset", "uncontrolled")
+                         and (diabetes or not m.has("role", "requires-diabetes")))
+    return (("uncontrolled-diabetes", uncontrolled) if uncontrolled else None), None
+
+
+def _obesity_risk(facts: Facts, current: Mapping[str, tuple]) -> tuple[Risk | None, str | None]:
+    """A recent BMI decides (>= 35 class 2, >= 40 class 3; 30-34.9 is a note); without one, a class >= 2 code."""
+    t = facts.thresholds
+    bmi = _latest(((e, ev, m) for e, ev, m in facts.observations_by_vs.get("VS-12", ())
+                   if m.has("subset", "bmi-observation") and e.value is not None and 10 <= e.value <= 150),
+                  facts.now, t.bmi_lookback_days)
+    if bmi is not None:
+        entry, ev, _ = bmi
+        shown = replace(ev, what="BMI", value=f"{entry.value:.1f} kg/m2")
+        if entry.value >= t.bmi_risk:
+            return ("obesity-class-3" if entry.value >= t.bmi_class3 else "obesity-class-2", (shown,)), None
+        if entry.value >= t.bmi_obese:
+            return None, f"BMI {entry.value:.1f} kg/m2 (obesity class 1; not a listed risk)"
+        return None, None
+    severe = tuple(ev for _, ev, m in current.get("VS-12", ()) if m.has("subset", "class2plus"))
+    return (("obesity-class-2", severe) if severe else None), None
+
+
+def _smoking_risk(facts: Facts, current: Mapping[str, tuple]) -> tuple[Risk | None, str | None]:
+    """The most recent smoking-status answer decides; without one, a current tobacco code (not in remission)."""
+    status = _latest(((e, ev, m) for e, ev, m in facts.observations_by_vs.get("VS-13", ())
+                      if m.has("subset", "status-observation") and _smoking_answer(e) is not None),
+                     facts.now, facts.thresholds.smoking_lookback_days)
+    if status is not None:
+        entry, ev, _ = status
+        display, subset = _smoking_answer(entry)  # type: ignore[misc]
+        if subset == "answer-current":
+            return ("current-smoker", (replace(ev, what="smoking status", value=display),)), None
+        return None, None
+    smoking = tuple(ev for _, ev, m in current.get("VS-13", ()) if m.has("subset", "condition-current"))
+    return (("current-smoker", smoking) if smoking else None), None
 
 
 def _smoking_answer(entry: Any) -> tuple[str, str] | None:
@@ -377,12 +380,16 @@ def _smoking_answer(entry: Any) -> tuple[str, str] | None:
 
 
 def hba1c_percent(value: float | None, unit: str | None, default_unit: str | None) -> float | None:
-    """HbA1c as NGSP %: `%` as is; IFCC mmol/mol converted (NGSP = 0.09148 x IFCC + 2.152)."""
+    """HbA1c as NGSP %: `%` as is; IFCC mmol/mol converted (NGSP = 0.09148 x IFCC + 2.152).
+
+    The converted value is rounded to 0.1 %, the precision NGSP results are reported in, so that 64 mmol/mol is 8.0 %
+    (not uncontrolled) and 65 mmol/mol is 8.1 %, as clinical-rules R9 states ("IFCC mmol/mol: > 64").
+    """
     if value is None:
         return None
     unit_key = (unit or "").strip().lower().replace(" ", "")
     if unit_key in ("mmol/mol",) or (not unit_key and default_unit == "mmol-per-mol"):
-        return 0.09148 * value + 2.152
+        return round(0.09148 * value + 2.152, 1)
     if unit_key in ("%", "percent", "") and 2 <= value <= 25:
         return value
     return None

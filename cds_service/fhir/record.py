@@ -29,23 +29,35 @@ Resource = dict[str, Any]
 def _status_code(codeable: Any) -> str | None:
     """The code of a status CodeableConcept (Condition.clinicalStatus / verificationStatus)."""
     if isinstance(codeable, dict):
-        for coding in codeable.get("coding") or ():
+        for coding in _items(codeable.get("coding")):
             if isinstance(coding, dict) and isinstance(coding.get("code"), str):
                 return coding["code"]
     return None
 
 
+def _items(value: Any) -> list[Any]:
+    """A FHIR array element as a list; a missing or non-array value is empty (never iterated as something else)."""
+    return value if isinstance(value, list) else []
+
+
+def _status(resource: Resource) -> str | None:
+    """`status` when it is a string; anything else (a list, an object) is no status at all."""
+    status = resource.get("status")
+    return status if isinstance(status, str) else None
+
+
 def _reference(resource: Resource, index: int) -> str:
     """`Type/id`, or `Type/#n` for a resource without an id (still citable in a card, never a real reference)."""
     rid = resource.get("id")
-    return f"{resource.get('resourceType')}/{rid}" if isinstance(rid, str) and rid else f"{resource.get('resourceType')}/#{index}"
+    kind = resource.get("resourceType")
+    return f"{kind}/{rid}" if isinstance(rid, str) and rid else f"{kind}/#{index}"
 
 
 def codeable_text(codeable: Any) -> str:
     """Human words of a CodeableConcept: its text and codings' displays (for text fallbacks and card detail)."""
     if not isinstance(codeable, dict):
         return ""
-    parts = [codeable.get("text")] + [c.get("display") for c in codeable.get("coding") or () if isinstance(c, dict)]
+    parts = [codeable.get("text")] + [c.get("display") for c in _items(codeable.get("coding")) if isinstance(c, dict)]
     return " ".join(p for p in parts if isinstance(p, str))
 
 
@@ -136,7 +148,7 @@ def iter_resources(value: Any) -> Iterator[Resource]:
     if not isinstance(value, dict):
         return
     if value.get("resourceType") == "Bundle":
-        for entry in value.get("entry") or ():
+        for entry in _items(value.get("entry")):
             if isinstance(entry, dict):
                 resource = entry.get("resource")
                 if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str) \
@@ -152,7 +164,7 @@ def build_record(resources: Iterable[Resource], now: datetime, unavailable: Iter
     seen: set[str] = set()
     by_type: dict[str, list[tuple[str, Resource]]] = {}
     for index, resource in enumerate(resources):
-        if not isinstance(resource, dict):
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             continue
         reference = _reference(resource, index)
         if reference in seen:
@@ -185,7 +197,8 @@ def _condition(reference: str, resource: Resource, birth: date | None, now: date
     if _status_code(resource.get("verificationStatus")) in CONDITION_INVALID_VERIFICATION:
         return None
     period = resource.get("onsetPeriod") if isinstance(resource.get("onsetPeriod"), dict) else {}
-    onset = first_datetime(resource.get("onsetDateTime"), period.get("start")) or add_age(birth, resource.get("onsetAge"))
+    onset = (first_datetime(resource.get("onsetDateTime"), period.get("start"))
+             or add_age(birth, resource.get("onsetAge")))
     recorded = parse_datetime(resource.get("recordedDate"))
     clinical = _status_code(resource.get("clinicalStatus"))
     abatement = _abatement(resource, birth)
@@ -200,7 +213,7 @@ def _abatement(resource: Resource, birth: date | None) -> datetime | None:
 
 
 def _procedure(reference: str, resource: Resource, birth: date | None) -> ProcedureEntry | None:
-    if resource.get("status") != "completed":
+    if _status(resource) != "completed":
         return None
     period = resource.get("performedPeriod") if isinstance(resource.get("performedPeriod"), dict) else {}
     performed = (first_datetime(resource.get("performedDateTime"), period.get("end"), period.get("start"))
@@ -210,13 +223,13 @@ def _procedure(reference: str, resource: Resource, birth: date | None) -> Proced
 
 def _observations(reference: str, resource: Resource) -> Iterator[ObservationEntry]:
     """The observation, and each coded component with a value (the PEG panel's pain item is a component)."""
-    if resource.get("status") not in OBSERVATION_VALID or resource.get("dataAbsentReason"):
+    if _status(resource) not in OBSERVATION_VALID or resource.get("dataAbsentReason"):
         return
     period = resource.get("effectivePeriod") if isinstance(resource.get("effectivePeriod"), dict) else {}
     effective = first_datetime(resource.get("effectiveDateTime"), period.get("end"), period.get("start"),
                                resource.get("effectiveInstant"), resource.get("issued"))
     yield _observation_value(reference, resource.get("code"), resource, effective, resource)
-    for component in resource.get("component") or ():
+    for component in _items(resource.get("component")):
         if isinstance(component, dict) and not component.get("dataAbsentReason"):
             yield _observation_value(reference, component.get("code"), component, effective, resource)
 
@@ -244,7 +257,7 @@ def medication_code(resource: Resource) -> Any:
     ref = resource.get("medicationReference")
     target = ref.get("reference") if isinstance(ref, dict) else None
     if isinstance(target, str) and target.startswith("#"):
-        for contained in resource.get("contained") or ():
+        for contained in _items(resource.get("contained")):
             if isinstance(contained, dict) and contained.get("resourceType") == "Medication" \
                     and contained.get("id") == target[1:]:
                 return contained.get("code")
@@ -254,8 +267,8 @@ def medication_code(resource: Resource) -> Any:
 
 
 def _medication_request(reference: str, resource: Resource, default_supply: timedelta) -> MedicationEntry | None:
-    status = resource.get("status")
-    if status in MEDREQ_INVALID or not isinstance(status, str):
+    status = _status(resource)
+    if status is None or status in MEDREQ_INVALID:
         return None
     bounds: dict[str, Any] = {}
     dosage = resource.get("dosageInstruction")
@@ -278,8 +291,8 @@ def _medication_request(reference: str, resource: Resource, default_supply: time
 
 
 def _medication_statement(reference: str, resource: Resource, now: datetime) -> MedicationEntry | None:
-    status = resource.get("status")
-    if status in MEDSTMT_INVALID or not isinstance(status, str):
+    status = _status(resource)
+    if status is None or status in MEDSTMT_INVALID:
         return None
     period = resource.get("effectivePeriod") if isinstance(resource.get("effectivePeriod"), dict) else None
     if period is not None:
@@ -300,7 +313,7 @@ def _words(resource: Resource) -> str:
 
 
 def _service_request(reference: str, resource: Resource) -> OrderOrStudy | None:
-    if resource.get("status") not in SERVICE_REQUEST_VALID:
+    if _status(resource) not in SERVICE_REQUEST_VALID:
         return None
     period = resource.get("occurrencePeriod") if isinstance(resource.get("occurrencePeriod"), dict) else {}
     when = first_datetime(resource.get("occurrenceDateTime"), period.get("start"), resource.get("authoredOn"))
@@ -308,23 +321,25 @@ def _service_request(reference: str, resource: Resource) -> OrderOrStudy | None:
 
 
 def _report(reference: str, resource: Resource) -> OrderOrStudy | None:
-    if resource.get("status") not in REPORT_VALID:
+    if _status(resource) not in REPORT_VALID:
         return None
     period = resource.get("effectivePeriod") if isinstance(resource.get("effectivePeriod"), dict) else {}
-    when = first_datetime(resource.get("effectiveDateTime"), period.get("end"), period.get("start"), resource.get("issued"))
+    when = first_datetime(resource.get("effectiveDateTime"), period.get("end"), period.get("start"),
+                          resource.get("issued"))
     words = f"{_words(resource)} {resource.get('conclusion') if isinstance(resource.get('conclusion'), str) else ''}"
     return OrderOrStudy(reference, resource.get("code"), when, words.strip(), resource)
 
 
 def _imaging_study(reference: str, resource: Resource) -> OrderOrStudy | None:
-    if resource.get("status") != "available":
+    if _status(resource) != "available":
         return None
     # ImagingStudy has no single code: its procedureCode CodeableConcepts are merged into one for matching.
-    merged = {"coding": [c for p in resource.get("procedureCode") or () if isinstance(p, dict)
-                         for c in p.get("coding") or ()]}
-    words = " ".join([codeable_text(p) for p in resource.get("procedureCode") or () if isinstance(p, dict)]
+    merged = {"coding": [c for p in _items(resource.get("procedureCode")) if isinstance(p, dict)
+                         for c in _items(p.get("coding"))]}
+    words = " ".join([codeable_text(p) for p in _items(resource.get("procedureCode")) if isinstance(p, dict)]
                      + [resource.get("description") if isinstance(resource.get("description"), str) else ""]
-                     + [codeable_text(s.get("bodySite")) for s in resource.get("series") or () if isinstance(s, dict)])
+                     + [codeable_text(s.get("bodySite")) for s in _items(resource.get("series"))
+                        if isinstance(s, dict)])
     return OrderOrStudy(reference, merged, parse_datetime(resource.get("started")), words.strip(), resource)
 
 

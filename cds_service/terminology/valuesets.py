@@ -197,7 +197,8 @@ def compile_value_set(resource: Mapping[str, Any]) -> ValueSet:
     ordered = {system: tuple(sorted(((length, MappingProxyType(table)) for length, table in by_length.items()),
                                     key=lambda item: -item[0]))
                for system, by_length in prefixes.items()}
-    provenance = next((e.get("valueString", "") for e in resource.get("extension", []) if e.get("url") == PROVENANCE), "")
+    provenance = next((e.get("valueString", "") for e in resource.get("extension", [])
+                       if e.get("url") == PROVENANCE), "")
     return ValueSet(
         id=vs_id, title=resource.get("title", vs_id), description=resource.get("description", ""),
         provenance=provenance, members=tuple(members), excluded=excluded,
