@@ -12,13 +12,15 @@ from typing import Any
 from flask import Flask
 from flask_cors import CORS
 
-from cds_service.config import SETTINGS, Settings, load_settings
+from cds_service.clinical.knowledge import Thresholds, load_thresholds
+from cds_service.config import SETTINGS, ConfigError, Settings, load_settings
 from cds_service.http import discovery, feedback, health, invocation, openapi
 from cds_service.http.errors import register_error_handlers
 from cds_service.jsonio import OrjsonProvider
 from cds_service.logs import install_request_logging
 from cds_service.services import ServiceRegistry, declared_services
 from cds_service.storage.database import create_database_engine
+from cds_service.terminology.valuesets import value_sets
 
 _SETTING_NAMES = {setting.name for setting in SETTINGS}
 
@@ -36,6 +38,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
 
     app.extensions["cds.settings"] = settings
+    app.extensions["cds.thresholds"] = _thresholds(settings)
+    app.extensions["cds.value_sets"] = value_sets()  # compiled once, before gunicorn forks its workers
     app.extensions["cds.services"] = ServiceRegistry(declared_services())
     app.extensions["cds.database"] = create_database_engine(settings.database_url_for(app.instance_path))
 
@@ -45,6 +49,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for blueprint in (discovery.bp, invocation.bp, feedback.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app
+
+
+def _thresholds(settings: Settings) -> Thresholds:
+    """The clinical thresholds, with the deployment's overrides (CDS_THRESHOLDS_FILE) checked at start-up."""
+    try:
+        return load_thresholds(settings.thresholds_file)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"CDS_THRESHOLDS_FILE: {exc}") from exc
 
 
 def _install_cors(app: Flask, settings: Settings) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 
 from cds_service import create_app
+from cds_service.config import ConfigError
 
 
 def test_create_app_with_test_config(tmp_path):
@@ -24,6 +26,28 @@ def test_create_app_reads_the_environment(monkeypatch, tmp_path):
     app = create_app()
     assert app.extensions["cds.settings"].is_production
     assert not app.testing
+
+
+def test_thresholds_come_from_data_with_a_deployment_override(tmp_path):
+    assert create_app({"INSTANCE_PATH": str(tmp_path)}).extensions["cds.thresholds"].hba1c_uncontrolled_percent == 8.0
+    override = tmp_path / "thresholds.json"
+    override.write_text('{"HBA1C_UNCONTROLLED_PERCENT": 7.5, "BMI_RISK": 40}')
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "THRESHOLDS_FILE": str(override)})
+    thresholds = app.extensions["cds.thresholds"]
+    assert (thresholds.hba1c_uncontrolled_percent, thresholds.bmi_risk, thresholds.persistent_days) == (7.5, 40, 84)
+
+
+@pytest.mark.parametrize("content", ['{"NO_SUCH_THRESHOLD": 1}', '{"BMI_RISK": "high"}', "[1]", "not json"])
+def test_bad_threshold_override_stops_start_up(tmp_path, content):
+    override = tmp_path / "thresholds.json"
+    override.write_text(content)
+    with pytest.raises(ConfigError, match="CDS_THRESHOLDS_FILE"):
+        create_app({"INSTANCE_PATH": str(tmp_path), "THRESHOLDS_FILE": str(override)})
+
+
+def test_missing_threshold_override_file_stops_start_up(tmp_path):
+    with pytest.raises(ConfigError, match="CDS_THRESHOLDS_FILE"):
+        create_app({"INSTANCE_PATH": str(tmp_path), "THRESHOLDS_FILE": str(tmp_path / "absent.json")})
 
 
 def test_database_url_is_configurable(tmp_path):

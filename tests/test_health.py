@@ -19,13 +19,18 @@ def test_readyz_checks_configuration_services_and_database(client, app):
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ready", "checks": {
-        "configuration": "ok", "services": "ok", "database": "ok"}}
+        "configuration": "ok", "valueSets": "ok", "services": "ok", "database": "ok"}}
 
 
 def test_readyz_creates_the_sqlite_database_in_the_instance_folder(client, app):
     assert not Path(app.instance_path, "cds-service.sqlite3").exists()
     client.get("/readyz")
     assert Path(app.instance_path, "cds-service.sqlite3").exists()
+
+
+def test_readyz_is_503_without_compiled_value_sets(app, client):
+    app.extensions["cds.value_sets"] = {}
+    assert_operation_outcome(client.get("/readyz"), 503, "valueSets: not compiled")
 
 
 def test_readyz_is_503_when_the_database_is_unreachable(app, client, tmp_path):

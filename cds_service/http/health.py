@@ -21,9 +21,10 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Ready when the configuration and service declarations are loaded and the database answers."""
+    """Ready when the configuration, knowledge and service declarations are loaded and the database answers."""
     checks: dict[str, str] = {
         "configuration": "ok",
+        "valueSets": "ok" if current_app.extensions.get("cds.value_sets") else "not compiled",
         "services": "ok" if len(current_app.extensions["cds.services"]) else "none declared",
     }
     try:
