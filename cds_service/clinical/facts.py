@@ -116,8 +116,7 @@ class Facts:
     alt_generators: tuple[Evidence, ...]
     scs_present: tuple[Evidence, ...]
     long_term_opioid: OpioidTherapy | None
-    latest_pain: Evidence | None
-    latest_pain_value: float | None
+    pain_scores: tuple[tuple[float, Evidence], ...]
     care_events: tuple[Evidence, ...]
     analgesic_exposure: tuple[tuple[datetime, datetime, Evidence], ...]
     conditions_by_vs: Mapping[str, tuple[tuple[ConditionEntry, Evidence, Member], ...]] = field(repr=False)
@@ -127,6 +126,15 @@ class Facts:
     @property
     def prior_surgery(self) -> bool:
         return any(region.prior_surgery for region in self.regions.values())
+
+    @property
+    def latest_pain(self) -> Evidence | None:
+        """The most recent pain score within PAIN_LOOKBACK_DAYS (R11 reads this one)."""
+        return self.pain_scores[-1][1] if self.pain_scores else None
+
+    @property
+    def latest_pain_value(self) -> float | None:
+        return self.pain_scores[-1][0] if self.pain_scores else None
 
     @property
     def any_symptom(self) -> bool:
@@ -170,8 +178,8 @@ def derive_facts(record: PatientRecord, now: datetime, thresholds: Thresholds) -
     last = _last_surgery(surgeries)
     post_op_days = days_between(last.date, now) if last and last.date else None
 
-    latest_pain, latest_pain_value = _latest_pain(observations, now, t)
-    shared = _Shared(current, conditions, latest_pain, latest_pain_value, last, _imaging(record), now, t)
+    pain_scores = _pain_scores(observations, now, t)
+    shared = _Shared(current, conditions, pain_scores, last, _imaging(record), now, t)
     regions = {region: _region_facts(region, tuple(s for s in surgeries if region in s.regions), shared)
                for region in REGIONS}
 
@@ -188,8 +196,7 @@ def derive_facts(record: PatientRecord, now: datetime, thresholds: Thresholds) -
         alt_generators=tuple(ev for _, ev, m in current.get("VS-10", ()) if not m.has("role", "supporting")),
         scs_present=_scs_present(record, current),
         long_term_opioid=_long_term_opioid(record, current, now, t),
-        latest_pain=latest_pain,
-        latest_pain_value=latest_pain_value,
+        pain_scores=pain_scores,
         care_events=_care_events(record),
         analgesic_exposure=_analgesic_exposure(record, now),
         conditions_by_vs=conditions,
@@ -258,19 +265,14 @@ def _symptom_regions(current: Mapping[str, tuple]) -> frozenset[str]:
     return frozenset(regions)
 
 
-def _latest_pain(observations: Mapping[str, tuple], now: datetime,
-                 t: Thresholds) -> tuple[Evidence | None, float | None]:
-    """The most recent 0-10 pain score within PAIN_LOOKBACK_DAYS (value between 0 and 10), with its value."""
+def _pain_scores(observations: Mapping[str, tuple], now: datetime,
+                 t: Thresholds) -> tuple[tuple[float, Evidence], ...]:
+    """The 0-10 pain scores within PAIN_LOOKBACK_DAYS, oldest first, each with its value."""
     since = now - timedelta(days=t.pain_lookback_days)
-    scores = [(entry.effective, entry, ev) for entry, ev, member in observations.get("VS-PAIN", ())
-              if member.has("subset", "pain-score") and entry.value is not None and 0 <= entry.value <= 10
-              and since <= entry.effective <= now]
-    if not scores:
-        return None, None
-    _, entry, ev = max(scores, key=lambda item: item[0])
-    value = entry.value
-    shown = f"{value:g}/10"
-    return Evidence(ev.reference, "pain score", ev.system, ev.code, ev.display, ev.date, shown), value
+    scores = sorted(((entry.effective, entry.value, ev) for entry, ev, member in observations.get("VS-PAIN", ())
+                     if member.has("subset", "pain-score") and entry.value is not None and 0 <= entry.value <= 10
+                     and since <= entry.effective <= now), key=lambda item: item[0])
+    return tuple((value, replace(ev, what="pain score", value=f"{value:g}/10")) for _, value, ev in scores)
 
 
 def _onset_after(entry: ConditionEntry, surgery: Surgery | None) -> bool:
@@ -283,8 +285,7 @@ class _Shared:
 
     current: Mapping[str, tuple]
     conditions: Mapping[str, tuple]
-    latest_pain: Evidence | None
-    latest_pain_value: float | None
+    pain_scores: tuple[tuple[float, Evidence], ...]
     overall_last: Surgery | None
     imaging: tuple[tuple[OrderOrStudy, Evidence, str, frozenset[str], str], ...]
     now: datetime
@@ -329,10 +330,10 @@ def _symptoms(region: str, surgeries: tuple[Surgery, ...], shared: _Shared) -> t
     onsets = [e.onset for e, _ in counted if e.onset is not None]
     last = shared.overall_last
     pain_region = next(iter(last.regions)) if last and len(last.regions) == 1 else "lumbar"
-    value = shared.latest_pain_value
-    if shared.latest_pain is not None and value is not None and value >= shared.thresholds.pain_present_score \
-            and region == pain_region:
-        symptoms.append(shared.latest_pain)
+    # F4: any pain score >= PAIN_PRESENT within the look-back (the most recent such score is cited).
+    high = [ev for value, ev in shared.pain_scores if value >= shared.thresholds.pain_present_score]
+    if high and region == pain_region:
+        symptoms.append(high[-1])
     return spine, tuple(symptoms), onsets
 
 

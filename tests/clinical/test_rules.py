@@ -77,6 +77,19 @@ def test_pain_score_counts_for_the_region_of_the_last_surgery():
     assert "fbss-imaging" not in low.card_types
 
 
+def test_any_recent_pain_score_of_4_is_a_symptom_but_scs_reads_the_latest():
+    """F4 counts any score >= 4 within 90 days; R11 reads the most recent score only."""
+    evaluation = run(procedure("63030", days_ago=250), condition("M96.1", onset_days_ago=200),
+                     observation("72514-3", 7, "{score}", days_ago=40),
+                     observation("72514-3", 3, "{score}", days_ago=2),
+                     imaging_report("72158", days_ago=100))
+    assert "fbss-imaging" in evaluation.card_types
+    assert evaluation.facts.latest_pain_value == 3
+    assert "scs-consider" not in evaluation.card_types
+    stale = run(procedure("63030", days_ago=250), observation("72514-3", 7, "{score}", days_ago=91))
+    assert "fbss-imaging" not in stale.card_types
+
+
 @pytest.mark.parametrize(("study_days_ago", "suppressed"), [(30, True), (179, True), (181, False), (300, False)])
 def test_recent_post_op_mri_is_not_suggested_again(study_days_ago, suppressed):
     """F16: an MRI of the region after the last surgery (273 d ago) and within 180 d is not suggested again."""
