@@ -7,6 +7,7 @@ engine created. Under gunicorn with `--preload` this runs in the master before t
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
@@ -18,6 +19,7 @@ from cds_service.http import discovery, feedback, health, invocation, openapi
 from cds_service.http.errors import register_error_handlers
 from cds_service.jsonio import OrjsonProvider
 from cds_service.logs import install_request_logging
+from cds_service.render.cards import CardRenderer
 from cds_service.services import ServiceRegistry, declared_services
 from cds_service.storage.database import create_database_engine
 from cds_service.terminology.valuesets import value_sets
@@ -40,6 +42,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["cds.settings"] = settings
     app.extensions["cds.thresholds"] = _thresholds(settings)
     app.extensions["cds.value_sets"] = value_sets()  # compiled once, before gunicorn forks its workers
+    app.extensions["cds.renderer"] = CardRenderer()  # card templates parsed once, before the workers fork
+    app.extensions["cds.clock"] = _utc_now
     app.extensions["cds.services"] = ServiceRegistry(declared_services())
     app.extensions["cds.database"] = create_database_engine(settings.database_url_for(app.instance_path))
 
@@ -49,6 +53,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for blueprint in (discovery.bp, invocation.bp, feedback.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app
+
+
+def _utc_now() -> datetime:
+    """The evaluation instant of a hook call (tests and `cds-service simulate` replace this clock)."""
+    return datetime.now(UTC)
 
 
 def _thresholds(settings: Settings) -> Thresholds:

@@ -55,6 +55,13 @@ def assert_operation_outcome(response, status: int, diagnostics_contains: str | 
     return body
 
 
+def empty_prefetch(patient_id: str = "p1") -> dict[str, Any]:
+    """Prefetch for a patient with no clinical data: the patient, and every search key as null ("no data")."""
+    keys = ("conditions", "procedures", "observations", "medicationRequests", "medicationStatements",
+            "serviceRequests", "diagnosticReports", "imagingStudies")
+    return {"patient": {"resourceType": "Patient", "id": patient_id}, **dict.fromkeys(keys)}
+
+
 def hook_request(hook: str = "patient-view", *, patient_id: str = "p1", **extra: Any) -> dict[str, Any]:
     """A minimal valid CDS Hooks 2.0 request for `hook` (order hooks get one draft ServiceRequest)."""
     context: dict[str, Any] = {"userId": "Practitioner/1", "patientId": patient_id}
@@ -69,7 +76,10 @@ def hook_request(hook: str = "patient-view", *, patient_id: str = "p1", **extra:
         }
     if hook == "order-select":
         context["selections"] = ["ServiceRequest/sr1"]
-    body: dict[str, Any] = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context}
+    body: dict[str, Any] = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context,
+                            "prefetch": empty_prefetch(patient_id)}
+    if isinstance(extra.get("prefetch"), dict):
+        extra = dict(extra, prefetch={**body["prefetch"], **extra["prefetch"]})
     body.update(extra)
     assert_valid(body, "cds-hooks-2.0-request")
     return body

@@ -66,7 +66,7 @@ def test_discovery_with_no_services_is_an_empty_list():
 
 def _declaration(**overrides) -> CdsServiceDeclaration:
     fields = {"id": "x", "hook": "patient-view", "title": "X", "description": "X",
-              "advise": lambda request: [], "prefetch": {}}
+              "advise": lambda request, runtime: [], "prefetch": {}}
     fields.update(overrides)
     return CdsServiceDeclaration(**fields)
 

@@ -187,16 +187,36 @@ def test_prefetch_value_that_is_not_a_resource_counts_as_not_satisfied(client, a
     """P9: the 2.0 spec's own example sends `"user": "123"`; that key is dropped, not the request."""
     seen = {}
 
-    def advise(request):
+    def advise(request, runtime):
         seen.update(request.prefetch)
         return []
 
     registry = app.extensions["cds.services"]
     registry.replace(_with_advise(registry.get("fbss-miss-advisor"), advise))
     body = hook_request(prefetch={"patient": {"resourceType": "Patient", "id": "p1"}})
-    body["prefetch"].update({"user": "123", "conditions": {"entry": []}})
+    body["prefetch"].update({"user": "123"})
     assert client.post(PV, json=body).status_code == 200
-    assert set(seen) == {"patient"}
+    assert "user" not in seen and "conditions" in seen and seen["conditions"] is None
+
+
+@pytest.mark.parametrize("key", ["patient", "conditions", "procedures"])
+def test_required_data_absent_without_fhir_server_is_412(client, key):
+    body = hook_request()
+    del body["prefetch"][key]
+    assert_operation_outcome(client.post(PV, json=body), 412, key)
+
+
+def test_required_data_as_operation_outcome_is_412(client):
+    body = hook_request()
+    body["prefetch"]["conditions"] = {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "timeout", "diagnostics": "search timed out"}]}
+    assert_operation_outcome(client.post(PV, json=body), 412, "conditions")
+
+
+def test_optional_data_absent_still_gives_advice(client):
+    body = hook_request()
+    del body["prefetch"]["observations"]
+    assert client.post(PV, json=body).status_code == 200
 
 
 def test_prefetch_that_is_not_an_object_is_400(client):
@@ -236,7 +256,7 @@ def _with_advise(declaration: CdsServiceDeclaration, advise) -> CdsServiceDeclar
 
 
 def test_unexpected_error_is_500_with_request_id_and_no_stack_trace(app, client, caplog):
-    def broken(request):
+    def broken(request, runtime):
         raise RuntimeError("boom: internal detail")
 
     registry = app.extensions["cds.services"]
@@ -257,7 +277,7 @@ def test_cards_are_emitted_without_empty_values(app, client):
         "suggestions": [], "links": None, "overrideReasons": [{}],
     }
     registry = app.extensions["cds.services"]
-    registry.replace(_with_advise(registry.get("fbss-miss-advisor"), lambda request: [card]))
+    registry.replace(_with_advise(registry.get("fbss-miss-advisor"), lambda request, runtime: [card]))
     body = orjson.loads(client.post(PV, json=hook_request()).get_data())
     assert body == {"cards": [{
         "uuid": "0b0c43b6-3b1e-4a4f-9d7c-6f8b2a0d9c11", "summary": "Example", "indicator": "info",

@@ -13,6 +13,7 @@ from cds_service import jsonio
 from cds_service.errors import InvalidRequest, UnknownService, UnsupportedMediaType
 from cds_service.hooks.request import parse_hook_request
 from cds_service.services.declaration import CdsServiceDeclaration
+from cds_service.services.runtime import Runtime
 
 bp = Blueprint("invocation", __name__)
 
@@ -47,6 +48,8 @@ def invoke(service_id: str) -> Response:
     service = find_service(service_id)
     hook_request = parse_hook_request(read_json_body(), service.hook)
     g.hook = hook_request.hook
-    cards = [jsonio.compact(card) for card in service.advise(hook_request)]
+    runtime = Runtime(now=current_app.extensions["cds.clock"](), thresholds=current_app.extensions["cds.thresholds"],
+                      renderer=current_app.extensions["cds.renderer"])
+    cards = [jsonio.compact(card) for card in service.advise(hook_request, runtime)]
     g.card_count = len(cards)
     return jsonify({"cards": cards})

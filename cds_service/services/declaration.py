@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cds_service.fhir.prefetch import invalid_tokens
 from cds_service.hooks.contexts import HOOK_CONTEXTS
 from cds_service.hooks.request import HookRequest
 from cds_service.jsonio import compact
 
+if TYPE_CHECKING:
+    from cds_service.services.runtime import Runtime
+
 Card = dict[str, Any]
-Advise = Callable[[HookRequest], list[Card]]
+Advise = Callable[[HookRequest, "Runtime"], list[Card]]
 
 
 @dataclass(frozen=True)

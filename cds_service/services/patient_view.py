@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from cds_service.clinical import evaluate
 from cds_service.fhir.prefetch import PATIENT_RECORD
 from cds_service.hooks.request import HookRequest
 from cds_service.services.declaration import Card, CdsServiceDeclaration
+from cds_service.services.patient_data import patient_record
+from cds_service.services.runtime import Runtime
 from cds_service.services.usage import PATIENT_DATA_USAGE
 
 
-def advise(request: HookRequest) -> list[Card]:
-    """Cards for the opened chart. The clinical core is wired in by the clinical-core and cards issues."""
-    return []
+def advise(request: HookRequest, runtime: Runtime) -> list[Card]:
+    """Prefetch -> record -> facts and rules R1-R11 -> cards, in catalogue order."""
+    record = patient_record(request, PATIENT_RECORD, runtime.now, runtime.thresholds.medication_default_supply_days)
+    evaluation = evaluate(record, runtime.now, runtime.thresholds)
+    return runtime.renderer.render(evaluation.findings, now=runtime.now, patient_id=request.patient_id,
+                                   unavailable=record.unavailable)
 
 
 SERVICE = CdsServiceDeclaration(

@@ -1,0 +1,1 @@
+"""Card templates (YAML), one per card type; a package only so that they ship inside cds_service."""

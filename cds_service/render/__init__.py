@@ -1,0 +1,1 @@
+"""Findings to CDS Hooks cards, from the templates in cards/."""

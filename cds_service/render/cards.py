@@ -1,0 +1,102 @@
+"""Findings to CDS Hooks 2.0 cards, from the templates in cards/ (conformance checklist §5).
+
+Every card gets a fresh uuid, an indicator from the catalogue, a summary under 140 characters, a markdown detail that
+cites its evidence with dates, `source.topic` naming its card type, links to the guideline, override reasons, and its
+suggestions with `selectionBehavior`. Nothing here decides anything clinical.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from cds_service.clinical.model import Evidence, Finding
+from cds_service.render.catalogue import CARD_TYPE_SYSTEM, Catalogue, load_catalogue, short
+from cds_service.render.citation import cite
+from cds_service.render.suggestions import reason_codes, render_suggestion
+
+log = logging.getLogger("cds_service.render")
+SUMMARY_MAX = 139
+_BLANK_LINES = re.compile(r"\n{3,}")
+_DIAGNOSES = ("icd10cm", "icd9cm", "snomed")
+
+
+class CardRenderer:
+    """Renders findings with the catalogue loaded once at start-up."""
+
+    def __init__(self, catalogue: Catalogue | None = None) -> None:
+        self.catalogue = catalogue or load_catalogue()
+
+    def render(self, findings: Iterable[Finding], *, now: datetime, patient_id: str,
+               unavailable: Iterable[str] = (), orders: Mapping[str, list[str]] | None = None) -> list[dict[str, Any]]:
+        """Cards for the findings (in their order). `unavailable` names prefetch keys that could not be had."""
+        missing = [self.catalogue.unavailable_labels.get(key, key) for key in sorted(set(unavailable))]
+        return [self.card(finding, now=now, patient_id=patient_id, unavailable=missing,
+                          orders=(orders or {}).get(finding.card_type, []))
+                for finding in findings]
+
+    def card(self, finding: Finding, *, now: datetime, patient_id: str, unavailable: list[str],
+             orders: list[str]) -> dict[str, Any]:
+        template = self.catalogue.cards[finding.card_type]
+        context = self._context(finding, now, unavailable, orders, template.extra)
+        summary = " ".join(template.summary.render(context).split())
+        if len(summary) > SUMMARY_MAX:
+            log.warning("summary shortened", extra={"card_type": finding.card_type, "length": len(summary)})
+            summary = short(summary, SUMMARY_MAX)
+        detail = _BLANK_LINES.sub("\n\n", template.detail.render(context)).strip()
+        reasons = reason_codes(finding.evidence)
+        suggestions = [s for s in (render_suggestion(item, self.catalogue, template.suggestion_descriptions,
+                                                     patient_id, reasons) for item in finding.suggestions) if s]
+        card: dict[str, Any] = {
+            "uuid": str(uuid.uuid4()),
+            "summary": summary,
+            "detail": detail,
+            "indicator": template.indicator,
+            "source": {**template.source, "topic": {"system": CARD_TYPE_SYSTEM, "code": finding.card_type}},
+            "overrideReasons": list(template.override_reasons),
+            "links": [{"label": link["label"], "url": link["url"], "type": "absolute"} for link in template.links],
+        }
+        if suggestions:
+            card["suggestions"] = suggestions
+            card["selectionBehavior"] = "any"
+        return card
+
+    @staticmethod
+    def _context(finding: Finding, now: datetime, unavailable: list[str], orders: list[str],
+                 extra: Mapping[str, Any]) -> dict[str, Any]:
+        surgery = next((ev for ev in finding.evidence if ev.what == "spine surgery"), None)
+        details = dict(finding.details)
+        others = [ev for ev in finding.evidence if ev is not surgery]
+        care = details.get("conservative_care", ())
+        labels = extra.get("risk_labels", {})
+        risks = [(labels.get(name, name), [cite(ev, now) for ev in evs]) for name, evs in details.get("risk_evidence", ())]
+        return {
+            "region": finding.region or "spine",
+            "d": _Details(details),
+            "surgery": cite(surgery, now) if surgery else (_surgery_from_diagnosis(finding.evidence, now)),
+            "evidence": [cite(ev, now) for ev in finding.evidence],
+            "findings": [cite(ev, now) for ev in others if ev not in care],
+            "care": [cite(ev, now) for ev in care],
+            "omitted": [cite(ev, now) for ev in finding.omitted],
+            "risks": risks,
+            "risk_names": [labels.get(name, name).split(" —")[0].lower() for name, _ in risks],
+            "orders": orders,
+            "unavailable": unavailable,
+        }
+
+
+def _surgery_from_diagnosis(evidence: Iterable[Evidence], now: datetime) -> str:
+    """When the surgery is known only from a diagnosis (F1b), cite that diagnosis."""
+    first = next(iter(evidence), None)
+    return cite(first, now) if first is not None and first.system in _DIAGNOSES else "not recorded"
+
+
+class _Details(dict):
+    """Finding details for templates: missing keys read as None instead of failing the card."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self.get(name)

@@ -1,0 +1,109 @@
+"""The card catalogue: templates, orders and override reasons read from cards/ once, at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+import yaml
+from jinja2 import DictLoader, StrictUndefined, Template
+from jinja2.sandbox import SandboxedEnvironment
+
+from cds_service.terminology.valuesets import value_set
+
+CARD_TYPE_SYSTEM = "urn:spine-cds:card-type"
+OVERRIDE_REASON_SYSTEM = "urn:spine-cds:override-reason"
+_PACKAGE = "cds_service.card_templates"
+
+
+def short(text: Any, length: int) -> str:
+    """Shorten text to `length` characters (with an ellipsis) so summaries stay under 140 characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= length else text[: length - 1].rstrip() + "…"
+
+
+@dataclass(frozen=True)
+class CardTemplate:
+    type: str
+    indicator: str
+    summary: Template
+    detail: Template
+    source: Mapping[str, Any]
+    links: tuple[Mapping[str, str], ...]
+    suggestion_descriptions: Mapping[str, str]
+    override_reasons: tuple[Mapping[str, str], ...]
+    extra: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    cards: Mapping[str, CardTemplate]
+    orders: Mapping[str, Mapping[str, Any]]
+    studies: Mapping[str, Mapping[str, Any]]
+    unavailable_labels: Mapping[str, str]
+
+
+def _read(name: str) -> bytes:
+    return resources.files(_PACKAGE).joinpath(name).read_bytes()
+
+
+def _study_codings() -> dict[str, list[dict[str, str]]]:
+    """For each imaging study key of VS-IMG: its CPT coding and its LOINC coding (the first of each listed)."""
+    codings: dict[str, dict[str, dict[str, str]]] = {}
+    for member in value_set("VS-IMG").members:
+        study = member.first("study")
+        if study and member.system in ("cpt", "loinc"):
+            codings.setdefault(study, {}).setdefault(member.system, {
+                "system": member.system_uri, "code": member.code, "display": member.display})
+    return {study: [by_system[s] for s in ("cpt", "loinc") if s in by_system] for study, by_system in codings.items()}
+
+
+@cache
+def load_catalogue() -> Catalogue:
+    """Parse every card template (failing loudly at start-up on a template error, never on a request)."""
+    partials = yaml.safe_load(_read("_partials.yaml"))
+    environment = SandboxedEnvironment(
+        loader=DictLoader({"unavailable": partials["unavailable"]}), undefined=StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, autoescape=False,  # noqa: S701 (markdown, not HTML; record text is escaped)
+    )
+    environment.filters["short"] = short
+    reason_system = orjson.loads(_read("override-reasons.json"))
+    reasons = {c["code"]: c["display"] for c in reason_system["concept"]}
+    cards = {}
+    for entry in resources.files(_PACKAGE).iterdir():
+        if not entry.name.endswith(".yaml") or entry.name.startswith("_") or entry.name == "orders.yaml":
+            continue
+        raw = yaml.safe_load(entry.read_bytes())
+        unknown = [code for code in raw["overrideReasons"] if code not in reasons]
+        if unknown:
+            raise ValueError(f"cards/{entry.name}: unknown override reasons {unknown}")
+        cards[raw["type"]] = CardTemplate(
+            type=raw["type"],
+            indicator=raw["indicator"],
+            summary=environment.from_string(raw["summary"]),
+            detail=environment.from_string(raw["detail"]),
+            source=MappingProxyType(raw["source"]),
+            links=tuple(raw.get("links") or ()),
+            suggestion_descriptions=MappingProxyType(raw.get("suggestions") or {}),
+            override_reasons=tuple({"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": reasons[code]}
+                                   for code in raw["overrideReasons"]),
+            extra=MappingProxyType({k: v for k, v in raw.items() if k not in {
+                "type", "indicator", "summary", "detail", "source", "links", "suggestions", "overrideReasons", "rule"}}),
+        )
+    orders = yaml.safe_load(_read("orders.yaml"))
+    studies = _study_codings()
+    for key, study in orders["studies"].items():
+        if key not in studies:
+            raise ValueError(f"cards/orders.yaml: study {key} has no codes in VS-IMG")
+        study["coding"] = studies[key]
+    return Catalogue(
+        cards=MappingProxyType(cards),
+        orders=MappingProxyType(orders["orders"]),
+        studies=MappingProxyType(orders["studies"]),
+        unavailable_labels=MappingProxyType(partials["unavailable_labels"]),
+    )

@@ -1,0 +1,31 @@
+"""How evidence is cited in a card: "display (code system code) on date, n days ago" — never an identifier."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from cds_service.clinical.model import Evidence
+from cds_service.fhir.dates import days_between
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]<>#|])")
+
+
+def md(text: str) -> str:
+    """Escape markdown and HTML control characters in text that comes from the patient's record."""
+    return _MARKDOWN.sub(r"\\\1", text)
+
+
+def cite(evidence: Evidence, now: datetime) -> str:
+    """One evidence line, e.g. 'Laminotomy (CPT 63030) on 2024-09-01, 273 days ago'."""
+    name = md(evidence.display or evidence.what)
+    if evidence.value:
+        name = f"{name}: {md(evidence.value)}"
+    code = f" ({evidence.system_label} {md(evidence.code)})" if evidence.code and evidence.system else ""
+    if evidence.date is None:
+        when = ", date not recorded"
+    else:
+        days = days_between(evidence.date, now)
+        ago = "today" if days == 0 else ("1 day ago" if days == 1 else f"{days} days ago")
+        when = f" on {evidence.date.date().isoformat()}, {ago}" if days >= 0 else f" on {evidence.date.date().isoformat()}"
+    return f"{name}{code}{when}"

@@ -1,0 +1,104 @@
+"""Suggestions as draft FHIR ServiceRequests, each validated with fhir.resources (R4B) before it is sent.
+
+Validation costs about 0.3 ms per resource. A suggestion's structure depends only on its template and the evidence
+codes, not on the patient, so a validated shape is remembered (keyed by the resource with a placeholder subject): the
+first request pays, later ones reuse the result. The patient id itself was checked against the FHIR id pattern when
+the request arrived.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from fhir.resources.R4B.servicerequest import ServiceRequest
+from pydantic import ValidationError
+
+from cds_service.clinical.model import Evidence, Suggestion
+from cds_service.render.catalogue import Catalogue
+from cds_service.terminology.valuesets import CANONICAL_URIS
+
+log = logging.getLogger("cds_service.render")
+
+_REASON_SYSTEMS = ("icd10cm", "icd9cm", "snomed")
+_PLACEHOLDER_SUBJECT = {"reference": "Patient/validation-placeholder"}
+
+
+@lru_cache(maxsize=4096)
+def _valid_shape(shape: bytes) -> bool:
+    try:
+        ServiceRequest.model_validate(orjson.loads(shape))
+    except ValidationError as exc:
+        log.error("suggestion failed FHIR validation", extra={"errors": exc.error_count()})
+        return False
+    return True
+
+
+def validate_service_request(resource: Mapping[str, Any]) -> bool:
+    """True when the ServiceRequest is valid FHIR R4 (checked with fhir.resources R4B, remembered by shape)."""
+    shape = dict(resource, subject=_PLACEHOLDER_SUBJECT)
+    return _valid_shape(orjson.dumps(shape, option=orjson.OPT_SORT_KEYS))
+
+
+def reason_codes(evidence: Iterable[Evidence]) -> list[dict[str, Any]]:
+    """reasonCode from the diagnoses among the evidence (at most three, in order, no duplicates)."""
+    reasons, seen = [], set()
+    for item in evidence:
+        if item.system in _REASON_SYSTEMS and item.code and (item.system, item.code) not in seen:
+            seen.add((item.system, item.code))
+            coding = {"system": CANONICAL_URIS[item.system], "code": item.code}
+            if item.display:
+                coding["display"] = item.display
+            reasons.append({"coding": [coding]})
+        if len(reasons) == 3:
+            break
+    return reasons
+
+
+def service_request(suggestion: Suggestion, catalogue: Catalogue, patient_id: str,
+                    reasons: list[dict[str, Any]], *, priority: str | None = None,
+                    replaces: str | None = None) -> dict[str, Any] | None:
+    """The draft ServiceRequest a suggestion creates, or None when its key is not in cards/orders.yaml."""
+    template = (catalogue.studies if suggestion.kind == "study" else catalogue.orders).get(suggestion.key)
+    if template is None:
+        return None
+    code = {"coding": template["coding"]} if suggestion.kind == "study" else {"coding": [template["code"]]}
+    code["text"] = template["label"].removeprefix("Order ").removeprefix("Refer to ")
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "proposal",
+        "priority": priority or suggestion.priority,
+        "code": code,
+        "subject": {"reference": f"Patient/{patient_id}"},
+    }
+    if reasons:
+        resource["reasonCode"] = reasons
+    if "performerType" in template:
+        resource["performerType"] = template["performerType"]
+    if replaces:
+        resource["replaces"] = [{"reference": replaces}]
+    return resource
+
+
+def render_suggestion(suggestion: Suggestion, catalogue: Catalogue, descriptions: Mapping[str, str],
+                      patient_id: str, reasons: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A CDS Hooks suggestion with one `create` action, or None (logged) if its resource would not be valid."""
+    resource = service_request(suggestion, catalogue, patient_id, reasons)
+    if resource is None or not validate_service_request(resource):
+        log.error("suggestion dropped", extra={"suggestion": suggestion.key})
+        return None
+    template = (catalogue.studies if suggestion.kind == "study" else catalogue.orders)[suggestion.key]
+    rendered: dict[str, Any] = {
+        "label": template["label"],
+        "uuid": str(uuid.uuid4()),
+        "actions": [{"type": "create", "description": descriptions.get(suggestion.key, template["label"]),
+                     "resource": resource}],
+    }
+    if suggestion.recommended:
+        rendered["isRecommended"] = True
+    return rendered

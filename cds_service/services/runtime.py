@@ -1,0 +1,16 @@
+"""What a service needs besides the request: the clock, the thresholds in force and the card renderer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cds_service.clinical.knowledge import Thresholds
+from cds_service.render.cards import CardRenderer
+
+
+@dataclass(frozen=True)
+class Runtime:
+    now: datetime
+    thresholds: Thresholds
+    renderer: CardRenderer
