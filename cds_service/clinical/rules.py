@@ -325,7 +325,7 @@ def _diabetes_risk(facts: Facts, current: Mapping[str, tuple]) -> tuple[Risk | N
         if percent > t.hba1c_uncontrolled_percent:
             return ("uncontrolled-diabetes", (replace(ev, what="HbA1c", value=f"{percent:.1f} %"),)), None
         if percent >= t.hba1c_suboptimal_percent:
-            return None, f"HbA1c {percent:.1f} % is suboptimal (not above {t.hba1c_uncontrolled_percent:g} %)"
+            return None, f"HbA1c {percent:.1f} % is suboptimal (not above {t.hba1c_uncontrolled_percent:.1f} %)"
         return None, None
     vs11 = current.get("VS-11", ())
     diabetes = any(m.has("subset", "diabetes") for _, _, m in vs11)
