@@ -9,6 +9,7 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 COPY pyproject.toml constraints.txt README.md ./
 COPY cds_service ./cds_service
+COPY cards ./cards
 RUN /opt/venv/bin/pip install --constraint constraints.txt . \
  && /opt/venv/bin/pip uninstall --yes pip
 

@@ -1,4 +1,4 @@
-"""`cds-service`: the command line of the service (serve; later issues add simulate, fixtures-server, reports)."""
+"""`cds-service`: the command line of the service (serve, simulate)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,34 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     click.echo(f"cds-service ({settings.profile} profile) on http://{host or settings.host}:{port or settings.port}",
                err=True)
     server.run()
+
+
+
+
+@main.command()
+@click.argument("fixture", required=False)
+@click.option("--hook", default="patient-view", show_default=True,
+              type=click.Choice(["patient-view", "order-select", "order-sign"]), help="The hook to call.")
+@click.option("--at", "at", default=None, help="Evaluation date (YYYY-MM-DD); the fixture is date-rolled to it. "
+              "Default: today.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw CDS Hooks response.")
+@click.option("--all", "run_all", is_flag=True, help="Check every fixture against its expected result.")
+@click.option("--fixtures", "folder", default=None, help="Fixtures folder (default: ./fhir_fixtures).")
+def simulate(*, fixture: str | None, hook: str, at: str | None, as_json: bool, run_all: bool,
+             folder: str | None) -> None:
+    """Run a hook against a fixture patient through the real HTTP app and print the cards a clinician would see."""
+    from cds_service.simulate import run_all_fixtures, simulate_fixture  # noqa: PLC0415 (command-specific imports)
+
+    if run_all == bool(fixture):
+        raise click.UsageError("give a FIXTURE (name or number) or --all")
+    if run_all:
+        ok = run_all_fixtures(at, folder, echo=click.echo)
+        sys.exit(0 if ok else 1)
+    try:
+        output = simulate_fixture(fixture, hook=hook, at=at, folder=folder, as_json=as_json)  # type: ignore[arg-type]
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(output)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ def test_wheel_carries_the_package_data(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     data_files = {str(p.relative_to(ROOT)) for p in (ROOT / "cds_service").rglob("*.json")}
     assert data_files and data_files <= names
+    templates = {f"cds_service/card_templates/{p.name}" for p in (ROOT / "cards").iterdir()
+                 if p.suffix in (".yaml", ".json")}
+    assert templates and templates <= names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "cds-service = cds_service.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
@@ -39,6 +42,7 @@ def test_dockerfile_runs_production_profile_as_non_root_with_healthcheck():
     assert "HEALTHCHECK" in final and "/healthz" in final
     assert 'CMD ["cds-service", "serve"]' in final
     assert "--constraint constraints.txt" in text
+    assert "COPY cards ./cards" in text  # the card templates ship inside the package
     assert "gcc" not in final and "build-essential" not in final
 
 

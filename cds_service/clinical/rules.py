@@ -156,15 +156,21 @@ def _fbss_imaging(facts: Facts) -> Finding | None:
     return Finding("fbss-imaging", "R3", tuple(dict.fromkeys(evidence)), rf.region, suggestions, details, omitted)
 
 
-_CAUSES = {"intrinsic": "structural post-surgical problem", "recurrent-herniation": "recurrent disc herniation",
-           "adjacent-segment": "adjacent-segment disease"}
+_CAUSES = {"recurrent-herniation": "recurrent disc herniation", "adjacent-segment": "adjacent-segment disease"}
+
+
+def _cause(evidence: Evidence) -> str:
+    """The cause category of a structural finding: intrinsic problems are named by their diagnosis."""
+    if evidence.what == "intrinsic":
+        return (evidence.display or "structural post-surgical problem").split(",")[0]
+    return _CAUSES[evidence.what]
 
 
 def _revision_referral(facts: Facts, rf: RegionFacts, imaging: Finding) -> Finding | None:
     """R4: R3 fired and a structural cause (F10), or >= 84 d post-op with conservative care since the surgery."""
     t = facts.thresholds
     if rf.structural:
-        causes = tuple(dict.fromkeys(_CAUSES[ev.what] for ev in rf.structural))
+        causes = tuple(dict.fromkeys(_cause(ev) for ev in rf.structural))
         evidence = (rf.last_surgery.evidence, *rf.structural)  # type: ignore[union-attr]
         return Finding("revision-referral", "R4", evidence, rf.region,
                        suggestions_for("revision-referral", rf.region, facts)[0],

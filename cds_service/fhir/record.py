@@ -29,13 +29,13 @@ Resource = dict[str, Any]
 def _status_code(codeable: Any) -> str | None:
     """The code of a status CodeableConcept (Condition.clinicalStatus / verificationStatus)."""
     if isinstance(codeable, dict):
-        for coding in _items(codeable.get("coding")):
+        for coding in items_of(codeable.get("coding")):
             if isinstance(coding, dict) and isinstance(coding.get("code"), str):
                 return coding["code"]
     return None
 
 
-def _items(value: Any) -> list[Any]:
+def items_of(value: Any) -> list[Any]:
     """A FHIR array element as a list; a missing or non-array value is empty (never iterated as something else)."""
     return value if isinstance(value, list) else []
 
@@ -57,7 +57,7 @@ def codeable_text(codeable: Any) -> str:
     """Human words of a CodeableConcept: its text and codings' displays (for text fallbacks and card detail)."""
     if not isinstance(codeable, dict):
         return ""
-    parts = [codeable.get("text")] + [c.get("display") for c in _items(codeable.get("coding")) if isinstance(c, dict)]
+    parts = [codeable.get("text")] + [c.get("display") for c in items_of(codeable.get("coding")) if isinstance(c, dict)]
     return " ".join(p for p in parts if isinstance(p, str))
 
 
@@ -148,7 +148,7 @@ def iter_resources(value: Any) -> Iterator[Resource]:
     if not isinstance(value, dict):
         return
     if value.get("resourceType") == "Bundle":
-        for entry in _items(value.get("entry")):
+        for entry in items_of(value.get("entry")):
             if isinstance(entry, dict):
                 resource = entry.get("resource")
                 if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str) \
@@ -229,7 +229,7 @@ def _observations(reference: str, resource: Resource) -> Iterator[ObservationEnt
     effective = first_datetime(resource.get("effectiveDateTime"), period.get("end"), period.get("start"),
                                resource.get("effectiveInstant"), resource.get("issued"))
     yield _observation_value(reference, resource.get("code"), resource, effective, resource)
-    for component in _items(resource.get("component")):
+    for component in items_of(resource.get("component")):
         if isinstance(component, dict) and not component.get("dataAbsentReason"):
             yield _observation_value(reference, component.get("code"), component, effective, resource)
 
@@ -257,7 +257,7 @@ def medication_code(resource: Resource) -> Any:
     ref = resource.get("medicationReference")
     target = ref.get("reference") if isinstance(ref, dict) else None
     if isinstance(target, str) and target.startswith("#"):
-        for contained in _items(resource.get("contained")):
+        for contained in items_of(resource.get("contained")):
             if isinstance(contained, dict) and contained.get("resourceType") == "Medication" \
                     and contained.get("id") == target[1:]:
                 return contained.get("code")
@@ -334,11 +334,11 @@ def _imaging_study(reference: str, resource: Resource) -> OrderOrStudy | None:
     if _status(resource) != "available":
         return None
     # ImagingStudy has no single code: its procedureCode CodeableConcepts are merged into one for matching.
-    merged = {"coding": [c for p in _items(resource.get("procedureCode")) if isinstance(p, dict)
-                         for c in _items(p.get("coding"))]}
-    words = " ".join([codeable_text(p) for p in _items(resource.get("procedureCode")) if isinstance(p, dict)]
+    merged = {"coding": [c for p in items_of(resource.get("procedureCode")) if isinstance(p, dict)
+                         for c in items_of(p.get("coding"))]}
+    words = " ".join([codeable_text(p) for p in items_of(resource.get("procedureCode")) if isinstance(p, dict)]
                      + [resource.get("description") if isinstance(resource.get("description"), str) else ""]
-                     + [codeable_text(s.get("bodySite")) for s in _items(resource.get("series"))
+                     + [codeable_text(s.get("bodySite")) for s in items_of(resource.get("series"))
                         if isinstance(s, dict)])
     return OrderOrStudy(reference, merged, parse_datetime(resource.get("started")), words.strip(), resource)
 

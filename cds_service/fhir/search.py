@@ -70,7 +70,7 @@ def _token_matches(resource: Resource, parameter: str, wanted: str) -> bool:
         return True  # an unsupported parameter does not filter (documented as such)
     have = [pair for field in fields for pair in _codeable_tokens(resource.get(field))]
     for alternative in wanted.split(","):
-        system, sep, code = alternative.rpartition("|") if "|" in alternative else (None, "", alternative)
+        system, _, code = alternative.rpartition("|") if "|" in alternative else (None, "", alternative)
         for have_system, have_code in have:
             if system and canonical_system(system) != canonical_system(have_system) and system != have_system:
                 continue

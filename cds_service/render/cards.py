@@ -73,7 +73,8 @@ class CardRenderer:
         others = [ev for ev in finding.evidence if ev is not surgery]
         care = details.get("conservative_care", ())
         labels = extra.get("risk_labels", {})
-        risks = [(labels.get(name, name), [cite(ev, now) for ev in evs]) for name, evs in details.get("risk_evidence", ())]
+        risks = [(labels.get(name, name), [cite(ev, now) for ev in evs])
+                 for name, evs in details.get("risk_evidence", ())]
         return {
             "region": finding.region or "spine",
             "d": _Details(details),

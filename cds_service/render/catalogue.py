@@ -19,6 +19,8 @@ from cds_service.terminology.valuesets import value_set
 CARD_TYPE_SYSTEM = "urn:spine-cds:card-type"
 OVERRIDE_REASON_SYSTEM = "urn:spine-cds:override-reason"
 _PACKAGE = "cds_service.card_templates"
+_TEMPLATE_FIELDS = frozenset({"type", "indicator", "summary", "detail", "source", "links", "suggestions",
+                              "overrideReasons", "rule"})
 
 
 def short(text: Any, length: int) -> str:
@@ -69,7 +71,7 @@ def load_catalogue() -> Catalogue:
     partials = yaml.safe_load(_read("_partials.yaml"))
     environment = SandboxedEnvironment(
         loader=DictLoader({"unavailable": partials["unavailable"]}), undefined=StrictUndefined,
-        trim_blocks=True, lstrip_blocks=True, autoescape=False,  # noqa: S701 (markdown, not HTML; record text is escaped)
+        trim_blocks=True, lstrip_blocks=True, autoescape=False,
     )
     environment.filters["short"] = short
     reason_system = orjson.loads(_read("override-reasons.json"))
@@ -92,8 +94,7 @@ def load_catalogue() -> Catalogue:
             suggestion_descriptions=MappingProxyType(raw.get("suggestions") or {}),
             override_reasons=tuple({"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": reasons[code]}
                                    for code in raw["overrideReasons"]),
-            extra=MappingProxyType({k: v for k, v in raw.items() if k not in {
-                "type", "indicator", "summary", "detail", "source", "links", "suggestions", "overrideReasons", "rule"}}),
+            extra=MappingProxyType({k: v for k, v in raw.items() if k not in _TEMPLATE_FIELDS}),
         )
     orders = yaml.safe_load(_read("orders.yaml"))
     studies = _study_codings()

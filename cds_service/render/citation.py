@@ -27,5 +27,6 @@ def cite(evidence: Evidence, now: datetime) -> str:
     else:
         days = days_between(evidence.date, now)
         ago = "today" if days == 0 else ("1 day ago" if days == 1 else f"{days} days ago")
-        when = f" on {evidence.date.date().isoformat()}, {ago}" if days >= 0 else f" on {evidence.date.date().isoformat()}"
+        on = f" on {evidence.date.date().isoformat()}"
+        when = f"{on}, {ago}" if days >= 0 else on
     return f"{name}{code}{when}"

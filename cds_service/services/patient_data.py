@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cds_service.errors import PreconditionFailed
-from cds_service.fhir.record import PatientRecord, build_record, iter_resources
+from cds_service.fhir.record import PatientRecord, build_record, items_of, iter_resources
 from cds_service.hooks.request import HookRequest
 
 REQUIRED_KEYS = ("patient", "conditions", "procedures")
@@ -25,10 +25,11 @@ def client_failed(value: Any) -> bool:
     if value.get("resourceType") == "OperationOutcome":
         return True
     if value.get("resourceType") == "Bundle":
-        for entry in value.get("entry") or ():
+        for entry in items_of(value.get("entry")):
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome" and any(
-                    isinstance(i, dict) and i.get("severity") in ("error", "fatal") for i in resource.get("issue") or ()):
+                    isinstance(i, dict) and i.get("severity") in ("error", "fatal")
+                    for i in items_of(resource.get("issue"))):
                 return True
     return False
 

@@ -180,7 +180,7 @@ def test_resolved_red_flag_condition_does_not_fire():
 
 def test_structural_cause_after_surgery_triggers_revision_referral():
     finding = run(*lumbar_fbss(273), condition("M96.0", onset_days_ago=100)).finding("revision-referral")
-    assert finding.rule == "R4" and finding.details["causes"] == ("structural post-surgical problem",)
+    assert finding.rule == "R4" and finding.details["causes"] == ("Pseudarthrosis after fusion or arthrodesis",)
     assert keys(finding) == ["referral-spine-surgeon"]
 
 

@@ -1,0 +1,114 @@
+"""Every fixture patient through POST /cds-services/fbss-miss-advisor, with prefetch from the service's templates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.bundle import Bundle
+
+from cds_service.fixtures import load_fixtures, suggested_codes
+from cds_service.services import patient_view
+
+FIXTURES = load_fixtures()
+LATER = datetime(2026, 11, 22, 12, tzinfo=UTC)  # a pinned "today", far from the anchor: fixtures must not age
+
+
+def test_there_are_at_least_24_fixtures_covering_every_patient_view_card_type():
+    assert len(FIXTURES) >= 24
+    covered = {card["type"] for fixture in FIXTURES for card in fixture.expected["cards"]}
+    assert covered == {"red-flag", "fbss-imaging", "revision-referral", "neuro-deficit", "chronic-pain-specialist",
+                       "opioid-long-term", "deformity", "alt-pain-generator", "miss-risk", "scs-consider"}
+    assert any(not fixture.expected["cards"] for fixture in FIXTURES)  # nearest non-firing cases
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda f: f.name)
+def test_fixture_is_valid_fhir_r4(fixture):
+    Bundle.model_validate(fixture.bundle)
+    for entry in fixture.bundle["entry"]:
+        resource = entry["resource"]
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    rolled = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": r} for r in fixture.resources(LATER)]}
+    Bundle.model_validate(rolled)
+
+
+def _call(app, fixture, at):
+    app.extensions["cds.clock"] = lambda: at
+    body = fixture.hook_request(patient_view.SERVICE.prefetch, at)
+    response = app.test_client().post("/cds-services/fbss-miss-advisor", json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response, orjson.loads(response.get_data())["cards"]
+
+
+@pytest.mark.parametrize("when", ["anchor", "later"])
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda f: f.name)
+def test_fixture_gives_its_expected_cards(app, fixture, when):
+    at = fixture.anchor if when == "anchor" else LATER
+    _, cards = _call(app, fixture, at)  # the client also validates against the strict response schema
+    assert [card["source"]["topic"]["code"] for card in cards] == [c["type"] for c in fixture.expected["cards"]]
+    for card, expected in zip(cards, fixture.expected["cards"], strict=True):
+        assert card["indicator"] == expected["indicator"]
+        codes = suggested_codes(card)
+        assert set(expected["mustSuggest"]) <= codes, card["source"]["topic"]["code"]
+        assert not set(expected["mustNotSuggest"]) & codes, card["source"]["topic"]["code"]
+        assert len(card["summary"]) < 140
+        assert card["source"]["topic"]["system"] == "urn:spine-cds:card-type"
+        assert card["overrideReasons"] and all(r["display"] for r in card["overrideReasons"])
+        assert card["links"] and all(link["type"] == "absolute" for link in card["links"])
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda f: f.name)
+def test_no_phi_in_any_card(app, fixture):
+    response, cards = _call(app, fixture, fixture.anchor)
+    text = response.get_data(as_text=True)
+    patient = fixture.bundle["entry"][0]["resource"]
+    assert patient["name"][0]["family"] not in text and patient["name"][0]["given"][0] not in text
+    assert patient["identifier"][0]["value"] not in text and patient["birthDate"] not in text
+    for card in cards:  # the patient id appears only as the subject of the orders a suggestion creates
+        prose = " ".join([card["summary"], card.get("detail", "")] + [s["label"] for s in card.get("suggestions", [])])
+        assert fixture.patient_id not in prose
+        for suggestion in card.get("suggestions", []):
+            for action in suggestion["actions"]:
+                assert action["resource"]["subject"] == {"reference": f"Patient/{fixture.patient_id}"}
+
+
+def test_uuids_are_fresh_on_every_card_and_suggestion(app):
+    fixture = next(f for f in FIXTURES if len(f.expected["cards"]) >= 3)
+    seen = []
+    for _ in range(2):
+        _, cards = _call(app, fixture, fixture.anchor)
+        seen += [card["uuid"] for card in cards] + [s["uuid"] for card in cards for s in card.get("suggestions", [])]
+    assert len(seen) == len(set(seen)) > 6
+
+
+def test_identical_requests_give_identical_advice(app):
+    fixture = FIXTURES[7]
+
+    def advice():
+        _, cards = _call(app, fixture, fixture.anchor)
+        return [(c["source"]["topic"]["code"], sorted(suggested_codes(c)), c["summary"], c["detail"]) for c in cards]
+
+    assert advice() == advice()
+
+
+def test_detail_cites_evidence_with_dates(app):
+    fixture = next(f for f in FIXTURES if f.name.endswith("fbss-lumbar-classic"))
+    _, cards = _call(app, fixture, fixture.anchor)
+    detail = cards[0]["detail"]
+    assert "CPT 63030" in detail and "2024-09-01, 273 days ago" in detail
+    assert "ICD-10-CM M54.16" in detail
+
+
+def test_detail_says_which_data_was_unavailable(app):
+    fixture = next(f for f in FIXTURES if f.name.endswith("fbss-lumbar-classic"))
+    app.extensions["cds.clock"] = lambda: fixture.anchor
+    body = fixture.hook_request(patient_view.SERVICE.prefetch, fixture.anchor)
+    del body["prefetch"]["observations"]
+    body["prefetch"]["medicationRequests"] = {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "timeout", "diagnostics": "medication search timed out"}]}
+    cards = orjson.loads(app.test_client().post("/cds-services/fbss-miss-advisor", json=body).get_data())["cards"]
+    assert "Not available for this evaluation" in cards[0]["detail"]
+    assert "observations" in cards[0]["detail"] and "medication orders" in cards[0]["detail"]

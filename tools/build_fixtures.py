@@ -1,0 +1,228 @@
+"""Authoring tool (not used at run time or in tests): write the synthetic patients of fhir_fixtures/.
+
+Each fixture is a FHIR R4 Bundle (type collection) written against the anchor date 2025-06-01T12:00:00Z, with its
+expected result beside it. The expectations below are written by hand from the clinical specification — never
+computed by the engine — so the fixture tests can fail. Run from the repository root:
+
+    .venv/bin/python tools/build_fixtures.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.clinical.builders import (  # noqa: E402
+    E,
+    code,
+    condition,
+    day,
+    imaging_report,
+    medication_request,
+    observation,
+    procedure,
+)
+
+OUT = ROOT / "fhir_fixtures" / "patients"
+ANCHOR = E.isoformat().replace("+00:00", "Z")
+NAMES = ["Avery", "Blake", "Casey", "Devon", "Emery", "Finley", "Harper", "Jordan", "Kendall", "Logan", "Morgan",
+         "Parker", "Quinn", "Riley", "Rowan", "Sawyer", "Skyler", "Taylor", "Reese", "Hayden", "Jamie", "Drew",
+         "Sage", "Ellis", "Marlowe", "Arden", "Blair", "Corey", "Dana", "Lane"]
+
+
+def noise(n: int) -> list[dict[str, Any]]:
+    """Realistic background: hypertension, hyperlipidaemia, GERD, vitals, common drugs, an old appendectomy."""
+    items = [
+        condition("I10", onset_days_ago=2000 + n),
+        condition("E78.5", onset_days_ago=1500 + n),
+        condition("K21.9", onset_days_ago=900, clinical="resolved"),
+        observation("8867-4", 72 + n % 10, "/min", days_ago=15),
+        observation("8480-6", 128 + n % 7, "mm[Hg]", days_ago=15),
+        observation("29463-7", 82.5, "kg", days_ago=15),
+        medication_request("197361", start_days_ago=60, supply_days=90),   # amlodipine 5 mg
+        medication_request("314076", start_days_ago=300, supply_days=90, status="completed"),  # lisinopril 10 mg
+        procedure("80146002", system="sct", days_ago=7000),                 # appendectomy
+    ]
+    if n % 3 == 0:
+        items.append(condition("J45.909", onset_days_ago=5000))
+    return items
+
+
+def card(type_: str, indicator: str, must: tuple[str, ...] = (), must_not: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"type": type_, "indicator": indicator, "mustSuggest": list(must), "mustNotSuggest": list(must_not)}
+
+
+LUMBAR_STUDIES_OF_OTHER_REGIONS = ("72141", "72156", "72157")
+CERVICAL_STUDIES_OF_OTHER_REGIONS = ("72158", "72148", "72114", "72157")
+
+FIXTURES: list[tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]] = [
+    ("fbss-lumbar-classic", "Lumbar microdiscectomy 273 days ago; lumbar radiculopathy since: FBSS imaging.",
+     [procedure("63030", days_ago=273), condition("M54.16", onset_days_ago=60)],
+     [card("fbss-imaging", "warning", ("72158", "72114"), LUMBAR_STUDIES_OF_OTHER_REGIONS)]),
+    ("fbss-cervical-acdf", "ACDF 200 days ago with cervical radiculopathy: cervical studies only.",
+     [procedure("22551", days_ago=200), condition("M54.12", onset_days_ago=45)],
+     [card("fbss-imaging", "warning", ("72141", "72050"), CERVICAL_STUDIES_OF_OTHER_REGIONS)]),
+    ("fbss-thoracic", "Thoracic decompression 150 days ago with thoracic radiculopathy.",
+     [procedure("63046", days_ago=150), condition("M54.14", onset_days_ago=40)],
+     [card("fbss-imaging", "warning", ("72157",), ("72158", "72141"))]),
+    ("early-post-op-41-days", "Laminotomy 41 days ago with new radicular pain: normal recovery, no card (R2).",
+     [procedure("63030", days_ago=41), condition("M54.16", onset_days_ago=30)],
+     []),
+    ("new-radiculopathy-8-weeks", "Laminotomy 56 days ago; new radiculopathy after surgery (ACR variant 5).",
+     [procedure("63030", days_ago=56), condition("M54.16", onset_days_ago=30)],
+     [card("fbss-imaging", "warning", ("72158",))]),
+    ("ten-weeks-old-back-pain", "Laminotomy 70 days ago; only the back pain that preceded surgery: not yet FBSS.",
+     [procedure("63030", days_ago=70), condition("M54.50", onset_days_ago=400)],
+     []),
+    ("recurrent-herniation", "Microdiscectomy 273 days ago, new lumbar disc herniation, physical therapy since.",
+     [procedure("63030", days_ago=273), condition("M54.16", onset_days_ago=120),
+      condition("M51.26", onset_days_ago=100), procedure("97110", days_ago=90)],
+     [card("fbss-imaging", "warning", ("72158",)), card("revision-referral", "warning", ("3457005",))]),
+    ("pseudarthrosis-with-risks", "ICD-10-PCS lumbar fusion with same-day add-on; pseudarthrosis; HbA1c 8.6 %, "
+     "BMI 37.2, current smoker, coronary disease.",
+     [procedure("0SG00AJ", system="pcs", days_ago=400), procedure("22614", days_ago=400),
+      condition("M96.0", onset_days_ago=150), condition("M54.16", onset_days_ago=200),
+      observation("4548-4", 8.6, "%", days_ago=30), observation("39156-5", 37.2, "kg/m2", days_ago=60),
+      observation("72166-2", answer=("449868002", "Current every day smoker"), days_ago=90),
+      condition("I25.10", onset_days_ago=1200)],
+     [card("fbss-imaging", "warning", ("72158",)), card("revision-referral", "warning", ("3457005",)),
+      card("miss-risk", "warning", ("4548-4",))]),
+    ("adjacent-segment-disease", "TLIF two years ago; lumbar stenosis with neurogenic claudication since.",
+     [procedure("22633", days_ago=730), condition("M48.062", onset_days_ago=120)],
+     [card("fbss-imaging", "warning", ("72158",)), card("revision-referral", "warning", ("3457005",)),
+      card("neuro-deficit", "warning", ("3457005",))]),
+    ("red-flag-cauda-equina", "Laminectomy 200 days ago; cauda equina syndrome 2 days ago: red flag only.",
+     [procedure("63047", days_ago=200), condition("M54.16", onset_days_ago=100), condition("G83.4", onset_days_ago=2),
+      condition("M46.1", onset_days_ago=300)],
+     [card("red-flag", "critical", ("72158", "3457005"), ("72148",))]),
+    ("red-flag-surgical-site-infection", "Laminotomy 20 days ago with surgical-site infection: red flag in the early "
+     "window.",
+     [procedure("63030", days_ago=20), condition("T81.41XA", onset_days_ago=4)],
+     [card("red-flag", "critical", ("72158",))]),
+    ("red-flag-foot-drop", "New foot drop 10 days ago with lumbar radiculopathy, no surgery: red flag.",
+     [condition("M21.372", onset_days_ago=10), condition("M54.16", onset_days_ago=20)],
+     [card("red-flag", "critical", ("72158",))]),
+    ("red-flag-cervical-discitis", "ACDF 60 days ago; cervical discitis (SNOMED): red flag, cervical MRI.",
+     [procedure("22551", days_ago=60), condition("302935008", system="sct", onset_days_ago=5),
+      condition("M54.12", onset_days_ago=20)],
+     [card("red-flag", "critical", ("72156",), ("72158",))]),
+    ("chronic-low-back-pain", "Chronic low back pain (SNOMED) for 200 days after PT and naproxen; no surgery.",
+     [condition("278860009", system="sct", onset_days_ago=200), procedure("97110", days_ago=100),
+      medication_request("198014", start_days_ago=120, supply_days=60, status="completed")],
+     [card("chronic-pain-specialist", "info", ("72148", "3457005"), ("72158",))]),
+    ("acute-low-back-pain", "Low back pain for 30 days with ibuprofen: imaging not indicated yet, no card.",
+     [condition("M54.50", onset_days_ago=30),
+      medication_request("197807", start_days_ago=25, supply_days=20, status="completed")],
+     []),
+    ("chronic-pain-no-conservative-care", "Low back pain for 200 days, no conservative care documented: no card.",
+     [condition("M54.50", onset_days_ago=200)],
+     []),
+    ("long-term-opioid-fbss", "Laminotomy 500 days ago, post-laminectomy syndrome, oxycodone for 150 days.",
+     [procedure("63030", days_ago=500), condition("M96.1", onset_days_ago=300), condition("M54.16", onset_days_ago=300),
+      medication_request("1049621", start_days_ago=150, supply_days=60, status="completed"),
+      medication_request("1049621", start_days_ago=85, supply_days=90)],
+     [card("fbss-imaging", "warning", ("72158",)), card("revision-referral", "warning", ("3457005",)),
+      card("opioid-long-term", "warning", ("3457005",))]),
+    ("opioid-chain-broken", "Chronic low back pain; two hydrocodone courses separated by 31 days: not long-term.",
+     [condition("M54.50", onset_days_ago=50),
+      medication_request("857002", start_days_ago=150, supply_days=30, status="completed"),
+      medication_request("857002", start_days_ago=89, supply_days=89)],
+     []),
+    ("deformity-scoliosis", "Lumbar scoliosis with new low back pain.",
+     [condition("M41.26", onset_days_ago=3000), condition("M54.50", onset_days_ago=20)],
+     [card("deformity", "info", ("72114",))]),
+    ("cervical-myelopathy", "Cervical myelopathy with neck pain, no surgery: prompt specialist review and MRI.",
+     [condition("202664003", system="sct", onset_days_ago=40), condition("M54.2", onset_days_ago=40)],
+     [card("neuro-deficit", "warning", ("3457005", "72141"), ("72148", "72158"))]),
+    ("scs-candidate", "Laminotomy 400 days ago, post-laminectomy syndrome, pain 7/10, post-op MRI 200 days ago.",
+     [procedure("63030", days_ago=400), condition("M96.1", onset_days_ago=300), condition("M54.16", onset_days_ago=300),
+      observation("72514-3", 7, "{score}", days_ago=5), imaging_report("72158", days_ago=200)],
+     [card("fbss-imaging", "warning", ("72158",)), card("scs-consider", "info", ("3457005",))]),
+    ("scs-already-implanted", "As the SCS candidate, with a spinal cord stimulator implanted: no SCS card.",
+     [procedure("63030", days_ago=400), condition("M96.1", onset_days_ago=300), condition("M54.16", onset_days_ago=300),
+      observation("72514-3", 7, "{score}", days_ago=5), imaging_report("72158", days_ago=200),
+      procedure("63650", days_ago=150)],
+     [card("fbss-imaging", "warning", ("72158",))]),
+    ("icd9-post-laminectomy", "Legacy ICD-9 post-laminectomy syndrome (lumbar) and sciatica; surgery date unknown.",
+     [condition("722.83", system="icd9", onset_days_ago=None, recordedDate=day(900)),
+      condition("724.3", system="icd9", onset_days_ago=100)],
+     [card("fbss-imaging", "warning", ("72158",))]),
+    ("entered-in-error-records", "Spine surgery entered in error and a refuted radiculopathy: nothing to advise.",
+     [procedure("63030", days_ago=200, status="entered-in-error"),
+      condition("M54.16", onset_days_ago=60, verification="refuted"), condition("M54.50", onset_days_ago=None,
+                                                                             verification="entered-in-error")],
+     []),
+    ("oid-coded-records", "Codes sent with HL7 OIDs instead of FHIR URIs (CPT and ICD-10-CM).",
+     [procedure("63030", system="urn:oid:2.16.840.1.113883.6.12", days_ago=300),
+      condition("M5416", system="urn:oid:2.16.840.1.113883.6.90", onset_days_ago=90)],
+     [card("fbss-imaging", "warning", ("72158",))]),
+    ("recent-mri-on-file", "FBSS with an MRI lumbar with and without contrast 20 days ago: MRI not suggested again.",
+     [procedure("63030", days_ago=273), condition("M54.16", onset_days_ago=60), imaging_report("72158", days_ago=20)],
+     [card("fbss-imaging", "warning", ("72114",), ("72158",))]),
+    ("si-joint-mimic", "FBSS with sacroiliitis: consider the SI joint before revision.",
+     [procedure("63030", days_ago=273), condition("M54.16", onset_days_ago=60), condition("M46.1", onset_days_ago=80)],
+     [card("fbss-imaging", "warning", ("72158",)), card("alt-pain-generator", "info")]),
+    ("recent-labs-override-codes", "FBSS; E11.65 on the list but HbA1c 7.2 % last month; nicotine dependence in "
+     "remission; BMI 32; osteoporosis.",
+     [procedure("63030", days_ago=273), condition("M54.16", onset_days_ago=60), condition("E11.65", onset_days_ago=900),
+      observation("4548-4", 7.2, "%", days_ago=30), condition("F17.211", onset_days_ago=800),
+      observation("39156-5", 32.0, "kg/m2", days_ago=40), condition("M81.0", onset_days_ago=500)],
+     [card("fbss-imaging", "warning", ("72158",)), card("miss-risk", "warning", (), ("4548-4",))]),
+    ("multiply-operated", "Two lumbar operations on different dates and persistent radiculopathy.",
+     [procedure("63030", days_ago=1200), procedure("63042", days_ago=300), condition("M54.16", onset_days_ago=200)],
+     [card("fbss-imaging", "warning", ("72158",)), card("miss-risk", "warning")]),
+    ("opioid-statement-chronic-pain", "Chronic low back pain; tramadol taken for 120 days (MedicationStatement).",
+     [condition("M54.50", onset_days_ago=300),
+      {"resourceType": "MedicationStatement", "id": "ms-fixture", "status": "active",
+       "medicationCodeableConcept": code("rxnorm", "835603", "tramadol hydrochloride 50 MG Oral Tablet"),
+       "subject": {"reference": "Patient/pat-1"}, "effectivePeriod": {"start": day(120)}}],
+     [card("chronic-pain-specialist", "info", ("72148",)), card("opioid-long-term", "warning", ("3457005",))]),
+]
+
+
+def _retarget(value: Any, patient_ref: str, prefix: str) -> Any:
+    """Point every subject at the fixture's patient and make ids unique across fixtures."""
+    if isinstance(value, dict):
+        out = {k: _retarget(v, patient_ref, prefix) for k, v in value.items()}
+        if "resourceType" in out and isinstance(out.get("id"), str):
+            out["id"] = f"{prefix}-{out['id']}"
+        for field in ("subject", "patient"):
+            if isinstance(out.get(field), dict) and out[field].get("reference", "").startswith("Patient/"):
+                out[field] = {"reference": patient_ref}
+        return out
+    if isinstance(value, list):
+        return [_retarget(v, patient_ref, prefix) for v in value]
+    return value
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("*.json"):
+        old.unlink()
+    for index, (name, description, resources, expected) in enumerate(FIXTURES, start=1):
+        slug = f"{index:02d}-{name}"
+        patient_id = f"fx{index:02d}"
+        patient = {
+            "resourceType": "Patient", "id": patient_id,
+            "identifier": [{"system": "urn:spine-cds:synthetic-mrn", "value": f"MRN-SYN-{9100 + index}"}],
+            "name": [{"family": f"Synthetic{index:02d}", "given": [NAMES[index - 1]]}],
+            "gender": ["female", "male"][index % 2], "birthDate": f"{1950 + index}-0{1 + index % 9}-1{index % 9}",
+        }
+        entries = [patient, *(_retarget(r, f"Patient/{patient_id}", patient_id) for r in (*resources, *noise(index)))]
+        bundle = {"resourceType": "Bundle", "id": slug, "type": "collection",
+                  "entry": [{"fullUrl": f"urn:uuid:{slug}-{i}", "resource": r} for i, r in enumerate(entries)]}
+        (OUT / f"{slug}.json").write_text(json.dumps(bundle, indent=1) + "\n")
+        (OUT / f"{slug}.expected.json").write_text(json.dumps({
+            "description": description, "anchor": ANCHOR, "patientId": patient_id, "hook": "patient-view",
+            "cards": expected,
+        }, indent=1, ensure_ascii=False) + "\n")
+    print(f"{len(FIXTURES)} fixtures written to {OUT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
