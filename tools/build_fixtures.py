@@ -26,6 +26,7 @@ from tests.clinical.builders import (  # noqa: E402
     medication_request,
     observation,
     procedure,
+    service_request,
 )
 
 OUT = ROOT / "fhir_fixtures" / "patients"
@@ -50,7 +51,39 @@ def noise(n: int) -> list[dict[str, Any]]:
     ]
     if n % 3 == 0:
         items.append(condition("J45.909", onset_days_ago=5000))
+    if n % 2 == 1:
+        items += invalid_records()
     return items
+
+
+def invalid_records() -> list[dict[str, Any]]:
+    """Records every validity filter must drop (clinical-rules 2.2). Counted, each would change the cards: a red
+    flag, an uncontrolled-diabetes risk, an MRI on file, long-term opioids, a BMI of 45."""
+    absent = observation("39156-5", 45.0, "kg/m2", days_ago=20)
+    absent["dataAbsentReason"] = {"text": "measurement error"}
+    del absent["valueQuantity"]
+    return [
+        condition("G83.4", onset_days_ago=3, verification="refuted"),
+        condition("T81.41XA", onset_days_ago=3, verification="entered-in-error"),
+        observation("4548-4", 11.2, "%", days_ago=25, status="entered-in-error"),
+        observation("4548-4", 10.4, "%", days_ago=20, status="cancelled"),
+        absent,
+        imaging_report("72158", days_ago=15, status="entered-in-error"),
+        imaging_report("72114", days_ago=15, status="registered"),
+        service_request("72158", days_ago=5, status="draft"),
+        service_request("72114", days_ago=5, status="revoked"),
+        {"resourceType": "ImagingStudy", "id": "is-invalid", "status": "registered",
+         "subject": {"reference": "Patient/pat-1"}, "started": day(12),
+         "procedureCode": [code("cpt", "72131")]},
+        medication_request("1049621", start_days_ago=200, supply_days=200, status="draft"),
+        medication_request("1049621", start_days_ago=200, supply_days=200, status="entered-in-error"),
+        medication_request("1049621", start_days_ago=200, supply_days=200, intent="proposal"),
+        {"resourceType": "MedicationStatement", "id": "ms-not-taken", "status": "not-taken",
+         "medicationCodeableConcept": code("rxnorm", "1049621"), "subject": {"reference": "Patient/pat-1"},
+         "effectivePeriod": {"start": day(200)}},
+        procedure("63030", days_ago=10, status="not-done"),
+        procedure("22612", days_ago=15, status="in-progress"),
+    ]
 
 
 def card(type_: str, indicator: str, must: tuple[str, ...] = (), must_not: tuple[str, ...] = ()) -> dict[str, Any]:

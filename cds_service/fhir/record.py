@@ -19,6 +19,7 @@ CONDITION_INVALID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 CONDITION_CURRENT_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 OBSERVATION_VALID = frozenset({"final", "amended", "corrected", "preliminary"})
 MEDREQ_INVALID = frozenset({"entered-in-error", "draft", "cancelled"})
+NO_EXPOSURE_INTENTS = frozenset({"proposal", "plan"})
 MEDSTMT_INVALID = frozenset({"entered-in-error", "not-taken", "intended"})
 SERVICE_REQUEST_VALID = frozenset({"active", "completed"})
 REPORT_VALID = frozenset({"final", "amended", "corrected", "appended", "preliminary", "partial"})
@@ -279,6 +280,8 @@ def _medication_request(reference: str, resource: Resource, default_supply: time
             bounds = repeat["boundsPeriod"]
     start = first_datetime(resource.get("authoredOn"), bounds.get("start"))
     end = None
+    if resource.get("intent") in NO_EXPOSURE_INTENTS:
+        start = None  # a proposal or plan is a suggestion nobody acted on: no evidence a drug was taken
     if start is not None:
         dispense = resource.get("dispenseRequest")
         supply_days = quantity_days(dispense.get("expectedSupplyDuration")) if isinstance(dispense, dict) else None

@@ -119,6 +119,7 @@ def test_medication_request_exposure_and_currency():
     assert (entry.end - entry.start).days == 30  # the 30-day default
     [proposal] = record(medication_request(intent="proposal")).medications
     assert proposal.current is False
+    assert proposal.start is None and proposal.end is None  # a suggestion nobody acted on is no exposure
     [stopped] = record(medication_request(status="stopped")).medications
     assert stopped.current is False and stopped.end is not None
 

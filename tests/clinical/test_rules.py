@@ -312,6 +312,12 @@ def test_long_term_opioid_needs_current_spine_symptoms():
     assert evaluation.card_types == ()
 
 
+def test_proposed_analgesics_are_not_conservative_care():
+    evaluation = run(condition("M54.50", onset_days_ago=200),
+                     medication_request("197807", start_days_ago=100, supply_days=60, intent="proposal"))
+    assert evaluation.card_types == ()
+
+
 def test_draft_and_proposal_opioid_orders_are_not_current():
     for extra in ({"status": "draft"}, {"intent": "proposal"}):
         evaluation = run(*lumbar_fbss(400), medication_request("1049621", start_days_ago=120, supply_days=120, **extra))
