@@ -41,10 +41,14 @@ def items_of(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _code_field(resource: Resource, name: str) -> str | None:
+    """A FHIR `code` element (status, intent) when it is a string; anything else (a list, an object) is absent."""
+    value = resource.get(name)
+    return value if isinstance(value, str) else None
+
+
 def _status(resource: Resource) -> str | None:
-    """`status` when it is a string; anything else (a list, an object) is no status at all."""
-    status = resource.get("status")
-    return status if isinstance(status, str) else None
+    return _code_field(resource, "status")
 
 
 def _reference(resource: Resource, index: int) -> str:
@@ -280,7 +284,8 @@ def _medication_request(reference: str, resource: Resource, default_supply: time
             bounds = repeat["boundsPeriod"]
     start = first_datetime(resource.get("authoredOn"), bounds.get("start"))
     end = None
-    if resource.get("intent") in NO_EXPOSURE_INTENTS:
+    intent = _code_field(resource, "intent")
+    if intent in NO_EXPOSURE_INTENTS:
         start = None  # a proposal or plan is a suggestion nobody acted on: no evidence a drug was taken
     if start is not None:
         dispense = resource.get("dispenseRequest")
@@ -289,7 +294,7 @@ def _medication_request(reference: str, resource: Resource, default_supply: time
             end = start + timedelta(days=supply_days)
         else:
             end = parse_datetime(bounds.get("end")) or start + default_supply
-    current = status == "active" and resource.get("intent") != "proposal"
+    current = status == "active" and intent != "proposal"
     return MedicationEntry(reference, medication_code(resource), start, end, current, status, resource)
 
 
