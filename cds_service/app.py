@@ -15,6 +15,7 @@ from flask_cors import CORS
 
 from cds_service.clinical.knowledge import Thresholds, load_thresholds
 from cds_service.config import SETTINGS, ConfigError, Settings, load_settings
+from cds_service.fhir.client import FetchPolicy, FhirClient
 from cds_service.http import discovery, feedback, health, invocation, openapi
 from cds_service.http.errors import register_error_handlers
 from cds_service.jsonio import OrjsonProvider
@@ -44,6 +45,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["cds.value_sets"] = value_sets()  # compiled once, before gunicorn forks its workers
     app.extensions["cds.renderer"] = CardRenderer()  # card templates parsed once, before the workers fork
     app.extensions["cds.clock"] = _utc_now
+    app.extensions["cds.fhir_client"] = FhirClient()
+    app.extensions["cds.fetch_policy"] = FetchPolicy(
+        production=settings.is_production, deadline=settings.fhir_deadline_seconds,
+        connect_timeout=settings.fhir_connect_timeout_seconds, read_timeout=settings.fhir_read_timeout_seconds,
+        max_pages=settings.fhir_max_pages)
     app.extensions["cds.services"] = ServiceRegistry(declared_services())
     app.extensions["cds.database"] = create_database_engine(settings.database_url_for(app.instance_path))
 

@@ -46,6 +46,10 @@ def _str(text: str) -> str:
     return text.strip()
 
 
+def _float(text: str) -> float:
+    return float(text.strip())
+
+
 def _origins(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -74,6 +78,14 @@ SETTINGS: tuple[Setting, ...] = (
             "Local: any; production: none unless listed.", ("*",), ()),
     Setting("PUBLIC_BASE_URL", _str, "Externally visible base URL of the service (scheme, host, optional path "
             "prefix), e.g. `https://cds.example.org`; used where the service must name its own URL.", None, None),
+    Setting("FHIR_DEADLINE_SECONDS", _float, "Time budget for all FHIR-server calls of one hook request (backfill "
+            "of prefetch the client did not send); what is not back by then counts as unavailable.", 2.0, 2.0),
+    Setting("FHIR_CONNECT_TIMEOUT_SECONDS", _float, "Connect timeout of each FHIR-server call (capped by the "
+            "remaining deadline).", 0.5, 0.5),
+    Setting("FHIR_READ_TIMEOUT_SECONDS", _float, "Read timeout of each FHIR-server call (capped by the remaining "
+            "deadline).", 1.5, 1.5),
+    Setting("FHIR_MAX_PAGES", _int, "Most search pages followed per prefetch key (`next` links); more makes the data "
+            "incomplete, hence unavailable.", 10, 10),
     Setting("THRESHOLDS_FILE", _str, "JSON file overriding clinical thresholds by name, e.g. "
             "`{\"HBA1C_UNCONTROLLED_PERCENT\": 7.5}` (defaults: `cds_service/clinical/thresholds.json`).", None, None),
     Setting("LOG_LEVEL", _log_level, "Level of the JSON log lines written to standard error.", "INFO", "INFO"),
@@ -93,6 +105,10 @@ class Settings:
     max_body_bytes: int
     cors_origins: tuple[str, ...]
     public_base_url: str | None
+    fhir_deadline_seconds: float
+    fhir_connect_timeout_seconds: float
+    fhir_read_timeout_seconds: float
+    fhir_max_pages: int
     thresholds_file: str | None
     log_level: str
 
@@ -152,6 +168,9 @@ def _check(settings: Settings) -> None:
         raise ConfigError(f"CDS_PORT must be a TCP port, not {settings.port}")
     if settings.max_body_bytes <= 0:
         raise ConfigError("CDS_MAX_BODY_BYTES must be positive")
+    if min(settings.fhir_deadline_seconds, settings.fhir_connect_timeout_seconds,
+           settings.fhir_read_timeout_seconds) <= 0 or settings.fhir_max_pages < 1:
+        raise ConfigError("CDS_FHIR_* timeouts must be positive and CDS_FHIR_MAX_PAGES at least 1")
     if settings.workers < 0:
         raise ConfigError("CDS_WORKERS must be 0 (one per core) or more")
     if settings.public_base_url and not settings.public_base_url.startswith(("https://", "http://")):

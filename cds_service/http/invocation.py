@@ -48,8 +48,10 @@ def invoke(service_id: str) -> Response:
     service = find_service(service_id)
     hook_request = parse_hook_request(read_json_body(), service.hook)
     g.hook = hook_request.hook
-    runtime = Runtime(now=current_app.extensions["cds.clock"](), thresholds=current_app.extensions["cds.thresholds"],
-                      renderer=current_app.extensions["cds.renderer"])
+    extensions = current_app.extensions
+    runtime = Runtime(now=extensions["cds.clock"](), thresholds=extensions["cds.thresholds"],
+                      renderer=extensions["cds.renderer"], fhir_client=extensions["cds.fhir_client"],
+                      fetch_policy=extensions["cds.fetch_policy"])
     cards = [jsonio.compact(card) for card in service.advise(hook_request, runtime)]
     g.card_count = len(cards)
     return jsonify({"cards": cards})

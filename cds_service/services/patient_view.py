@@ -13,7 +13,7 @@ from cds_service.services.usage import PATIENT_DATA_USAGE
 
 def advise(request: HookRequest, runtime: Runtime) -> list[Card]:
     """Prefetch -> record -> facts and rules R1-R11 -> cards, in catalogue order."""
-    record = patient_record(request, PATIENT_RECORD, runtime.now, runtime.thresholds.medication_default_supply_days)
+    record = patient_record(request, PATIENT_RECORD, runtime)
     evaluation = evaluate(record, runtime.now, runtime.thresholds)
     return runtime.renderer.render(evaluation.findings, now=runtime.now, patient_id=request.patient_id,
                                    unavailable=record.unavailable)

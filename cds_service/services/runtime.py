@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cds_service.clinical.knowledge import Thresholds
+from cds_service.fhir.client import FetchPolicy, FhirClient
 from cds_service.render.cards import CardRenderer
 
 
@@ -14,3 +15,5 @@ class Runtime:
     now: datetime
     thresholds: Thresholds
     renderer: CardRenderer
+    fhir_client: FhirClient | None
+    fetch_policy: FetchPolicy
