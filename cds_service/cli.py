@@ -44,15 +44,17 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
 @main.command()
 @click.argument("fixture", required=False)
-@click.option("--hook", default="patient-view", show_default=True,
-              type=click.Choice(["patient-view", "order-select", "order-sign"]), help="The hook to call.")
+@click.option("--hook", default=None, type=click.Choice(["patient-view", "order-select", "order-sign"]),
+              help="The hook to call (default: the fixture's own hook).")
+@click.option("--order", default=None, help="order-select: the draft order to select (its id); default: the "
+              "fixture's selection, else every draft order.")
 @click.option("--at", "at", default=None, help="Evaluation date (YYYY-MM-DD); the fixture is date-rolled to it. "
               "Default: today.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw CDS Hooks response.")
 @click.option("--all", "run_all", is_flag=True, help="Check every fixture against its expected result.")
 @click.option("--fixtures", "folder", default=None, help="Fixtures folder (default: ./fhir_fixtures).")
-def simulate(*, fixture: str | None, hook: str, at: str | None, as_json: bool, run_all: bool,
-             folder: str | None) -> None:
+def simulate(*, fixture: str | None, hook: str | None, order: str | None, at: str | None, as_json: bool,
+             run_all: bool, folder: str | None) -> None:
     """Run a hook against a fixture patient through the real HTTP app and print the cards a clinician would see."""
     from cds_service.simulate import run_all_fixtures, simulate_fixture  # noqa: PLC0415 (command-specific imports)
 
@@ -62,7 +64,8 @@ def simulate(*, fixture: str | None, hook: str, at: str | None, as_json: bool, r
         ok = run_all_fixtures(at, folder, echo=click.echo)
         sys.exit(0 if ok else 1)
     try:
-        output = simulate_fixture(fixture, hook=hook, at=at, folder=folder, as_json=as_json)  # type: ignore[arg-type]
+        output = simulate_fixture(fixture, hook=hook, at=at, folder=folder, as_json=as_json,  # type: ignore[arg-type]
+                                  order=order)
     except LookupError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(output)

@@ -40,11 +40,18 @@ class Fixture:
         days = (at.date() - self.anchor.date()).days if at else 0
         return [roll(entry["resource"], days) for entry in self.bundle.get("entry", [])]
 
+    @property
+    def draft_orders(self) -> dict[str, Any] | None:
+        """The fixture's draft orders (order fixtures), if any."""
+        return (self.expected.get("context") or {}).get("draftOrders")
+
     def hook_request(self, templates: Mapping[str, str], at: datetime | None = None, *,
                      hook: str = "patient-view", user_id: str = "Practitioner/sandbox-user",
                      context: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """A CDS Hooks request with prefetch built from `templates` as a fully satisfying client would build it."""
-        full_context = {"userId": user_id, "patientId": self.patient_id, **(context or {})}
+        days = (at.date() - self.anchor.date()).days if at else 0
+        own = self.expected.get("context") if hook == self.expected.get("hook", "patient-view") else None
+        full_context = {"userId": user_id, "patientId": self.patient_id, **roll(own or {}, days), **(context or {})}
         return {
             "hook": hook,
             "hookInstance": str(uuid.uuid4()),

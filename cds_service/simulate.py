@@ -11,6 +11,7 @@ import orjson
 from flask import Flask
 
 from cds_service.app import create_app
+from cds_service.fhir.dateroll import roll
 from cds_service.fixtures import Fixture, check, find_fixture, load_fixtures, noon
 
 _MARK = {"critical": "[CRITICAL]", "warning": "[WARNING]", "info": "[INFO]"}
@@ -23,13 +24,39 @@ def _app(instance: str | None = None) -> Flask:
     return create_app(config)
 
 
-def call(app: Flask, fixture: Fixture, hook: str, at: datetime) -> tuple[int, dict[str, Any]]:
+def order_context(fixture: Fixture, hook: str, order: str | None) -> dict[str, Any] | None:
+    """The draft orders (and, for order-select, the selection) of an order hook call; None for patient-view."""
+    if hook == "patient-view":
+        return None
+    drafts = fixture.draft_orders
+    if drafts is None:
+        raise LookupError(f"fixture {fixture.name} has no draft orders for {hook}")
+    context: dict[str, Any] = {"draftOrders": drafts}
+    references = [f"{e['resource']['resourceType']}/{e['resource'].get('id')}" for e in drafts.get("entry", [])]
+    if hook == "order-select":
+        own = (fixture.expected.get("context") or {}).get("selections") if fixture.expected["hook"] == hook else None
+        if order is not None:
+            chosen = [r for r in references if r == order or r.split("/", 1)[1] == order]
+            if not chosen:
+                raise LookupError(f"no draft order {order!r} in {fixture.name} (orders: {', '.join(references)})")
+            context["selections"] = chosen
+        else:
+            context["selections"] = own or references
+    return context
+
+
+def call(app: Flask, fixture: Fixture, hook: str, at: datetime, order: str | None = None) -> tuple[int, dict[str, Any]]:
     """POST the fixture's hook request (prefetch from the service's own templates) with the clock pinned at `at`."""
     service = next(s for s in app.extensions["cds.services"] if s.hook == hook)
     app.extensions["cds.clock"] = lambda: at
-    body = fixture.hook_request(service.prefetch, at, hook=hook)
+    body = fixture.hook_request(service.prefetch, at, hook=hook, context=_rolled(order_context(fixture, hook, order),
+                                                                                fixture, at))
     response = app.test_client().post(f"/cds-services/{service.id}", json=body)
     return response.status_code, orjson.loads(response.get_data())
+
+
+def _rolled(context: dict[str, Any] | None, fixture: Fixture, at: datetime) -> dict[str, Any] | None:
+    return roll(context, (at.date() - fixture.anchor.date()).days) if context else None
 
 
 def render_text(cards: list[dict[str, Any]]) -> str:
@@ -41,10 +68,14 @@ def render_text(cards: list[dict[str, Any]]) -> str:
         lines = [f"{_MARK[card['indicator']]} {card['summary']}", f"    type: {card['source']['topic']['code']}"]
         lines += ["    " + line for line in card.get("detail", "").splitlines()]
         for suggestion in card.get("suggestions", []):
-            resource = suggestion["actions"][0].get("resource", {})
-            codes = ", ".join(c["code"] for c in resource.get("code", {}).get("coding", []))
+            parts = []
+            for action in suggestion["actions"]:
+                if action["type"] == "delete":
+                    parts.append(f"delete {action['resourceId']}")
+                else:
+                    parts.append(", ".join(c["code"] for c in action["resource"].get("code", {}).get("coding", [])))
             star = " (recommended)" if suggestion.get("isRecommended") else ""
-            lines.append(f"    [+] {suggestion['label']}{star} — {codes}")
+            lines.append(f"    [+] {suggestion['label']}{star} — {'; '.join(parts)}")
         for link in card.get("links", []):
             lines.append(f"    link: {link['label']} <{link['url']}>")
         reasons = ", ".join(r["display"] for r in card.get("overrideReasons", []))
@@ -53,11 +84,12 @@ def render_text(cards: list[dict[str, Any]]) -> str:
     return "\n\n".join(blocks)
 
 
-def simulate_fixture(name: str, *, hook: str = "patient-view", at: str | None = None, folder: str | None = None,
-                     as_json: bool = False) -> str:
+def simulate_fixture(name: str, *, hook: str | None = None, at: str | None = None, folder: str | None = None,
+                     as_json: bool = False, order: str | None = None) -> str:
     fixture = find_fixture(name, folder)
+    hook = hook or fixture.expected.get("hook", "patient-view")
     when = noon(at)
-    status, body = call(_app(), fixture, hook, when)
+    status, body = call(_app(), fixture, hook, when, order)
     if as_json:
         return orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()
     header = f"{fixture.name} — {fixture.expected['description']}\n{hook} at {when.date().isoformat()}: HTTP {status}\n"

@@ -218,11 +218,90 @@ FIXTURES: list[tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]] = [
 ]
 
 
+def draft_imaging(value: str, ident: str, system: str = "cpt", **extra: Any) -> dict[str, Any]:
+    resource = {"resourceType": "ServiceRequest", "id": ident, "status": "draft", "intent": "order",
+                "priority": "routine", "code": code(system, value), "subject": {"reference": "Patient/pat-1"},
+                "authoredOn": day(0)}
+    resource.update(extra)
+    return resource
+
+
+def draft_medication(rxnorm: str | None, ident: str, **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {"resourceType": "MedicationRequest", "id": ident, "status": "draft",
+                                "intent": "order", "subject": {"reference": "Patient/pat-1"}, "authoredOn": day(0)}
+    if rxnorm:
+        resource["medicationCodeableConcept"] = code("rxnorm", rxnorm)
+    resource.update(extra)
+    return resource
+
+
+SPINE_SURGEON = {"coding": [{"system": "http://nucc.org/provider-taxonomy", "code": "207XS0117X",
+                             "display": "Orthopaedic Surgery of the Spine"}], "text": "Spine surgeon"}
+LUMBAR_FBSS = [procedure("63030", days_ago=200), condition("M54.16", onset_days_ago=60)]
+FBSS_DIAGNOSED = [procedure("63030", days_ago=300), condition("M96.1", onset_days_ago=200),
+                  condition("M54.16", onset_days_ago=200)]
+
+# (name, description, hook, chart, draft orders, selections (order-select), expected cards)
+ORDER_FIXTURES: list[tuple[str, str, str, list[dict[str, Any]], list[dict[str, Any]], list[str],
+                           list[dict[str, Any]]]] = [
+    ("order-mri-without-contrast-after-surgery", "MRI lumbar without contrast selected for a patient 200 days after "
+     "lumbar surgery with radiculopathy: replace with 72158 (O1).", "order-select",
+     LUMBAR_FBSS, [draft_imaging("72148", "sr-mri")], ["ServiceRequest/sr-mri"],
+     [card("imaging-protocol", "info", ("72158",), ("72148",))]),
+    ("order-mri-early-post-op", "MRI lumbar without contrast 30 days after surgery: early window, no advice.",
+     "order-select", [procedure("63030", days_ago=30), condition("M54.16", onset_days_ago=20)],
+     [draft_imaging("72148", "sr-mri")], ["ServiceRequest/sr-mri"], []),
+    ("order-early-imaging-not-indicated", "Lumbar MRI ordered for low back pain of 20 days, no red flags (O2).",
+     "order-sign", [condition("M54.50", onset_days_ago=20)], [draft_imaging("72148", "sr-mri")], [],
+     [card("imaging-not-indicated", "info")]),
+    ("order-imaging-after-six-weeks", "Lumbar MRI ordered for low back pain of 50 days: not early, no advice.",
+     "order-sign", [condition("M54.50", onset_days_ago=50)], [draft_imaging("72148", "sr-mri")], [], []),
+    ("order-duplicate-imaging", "Lumbar MRI ordered; an MRI lumbar was done 60 days ago (O3).", "order-sign",
+     [condition("M54.50", onset_days_ago=200), imaging_report("72148", days_ago=60)],
+     [draft_imaging("72148", "sr-mri")], [], [card("imaging-duplicate", "info")]),
+    ("order-imaging-old-study", "Lumbar MRI ordered; the last MRI was 200 days ago: not a duplicate, no advice.",
+     "order-sign", [condition("M54.50", onset_days_ago=300), imaging_report("72148", days_ago=200)],
+     [draft_imaging("72148", "sr-mri")], [], []),
+    ("order-opioid-fbss", "Oxycodone selected for a patient with post-laminectomy syndrome (O4).", "order-select",
+     FBSS_DIAGNOSED,
+     [draft_medication("1049621", "mr-oxy")], ["MedicationRequest/mr-oxy"],
+     [card("opioid-order", "warning", ("3457005",))]),
+    ("order-opioid-early-post-op", "Oxycodone 20 days after a laminotomy, no prior opioids: expected, no advice.",
+     "order-select", [procedure("63030", days_ago=20), condition("M54.16", onset_days_ago=60)],
+     [draft_medication("1049621", "mr-oxy")], ["MedicationRequest/mr-oxy"], []),
+    ("order-spine-surgery-with-risks", "Lumbar laminectomy ordered; HbA1c 9.1 %, current smoker (O5).", "order-sign",
+     [condition("M48.061", onset_days_ago=400), observation("4548-4", 9.1, "%", days_ago=20),
+      observation("72166-2", answer=("449868002", "Current every day smoker"), days_ago=60)],
+     [draft_imaging("63047", "sr-surgery")], [], [card("miss-risk", "warning", ("4548-4", "3457005"))]),
+    ("order-spine-referral-no-risks", "Referral to a spine surgeon for a patient without MISS risk factors: no advice.",
+     "order-sign", [condition("M48.061", onset_days_ago=400), observation("4548-4", 6.1, "%", days_ago=20)],
+     [draft_imaging("3457005", "sr-referral", system="sct", performerType=SPINE_SURGEON)], [], []),
+    ("order-mixed-bundle", "An opioid, an MRI lumbar without contrast and an HbA1c order at once, after lumbar surgery "
+     "with persistent radiculopathy.", "order-sign",
+     LUMBAR_FBSS, [draft_medication("857002", "mr-hydrocodone"), draft_imaging("72148", "sr-mri"),
+                   draft_imaging("4548-4", "sr-lab", system="loinc")], [],
+     [card("imaging-protocol", "info", ("72158",)), card("opioid-order", "warning", ("3457005",))]),
+    ("order-select-one-of-several", "MRI and oxycodone drafted; only the oxycodone is selected.", "order-select",
+     FBSS_DIAGNOSED,
+     [draft_imaging("72148", "sr-mri"), draft_medication("1049621", "mr-oxy")], ["MedicationRequest/mr-oxy"],
+     [card("opioid-order", "warning", ("3457005",), ("72158",))]),
+    ("order-red-flag", "MRI ordered for a patient with new cauda equina syndrome: red flag only.", "order-sign",
+     [*LUMBAR_FBSS, condition("G83.4", onset_days_ago=1)], [draft_imaging("72148", "sr-mri")], [],
+     [card("red-flag", "critical", ("72158",))]),
+    ("order-sandbox-deviations", "Contained Medication reference (oxycodone) and reasonCode sent as one object, as the "
+     "public CDS Hooks Sandbox does.", "order-sign", LUMBAR_FBSS,
+     [draft_medication(None, "mr-contained", medicationReference={"reference": "#med1"},
+                       contained=[{"resourceType": "Medication", "id": "med1", "code": code("rxnorm", "1049621")}]),
+      draft_imaging("72148", "sr-mri", reasonCode=code("icd10", "M54.16"))], [],
+     [card("imaging-protocol", "info", ("72158",)), card("opioid-order", "warning")]),
+]
+
+
 def _retarget(value: Any, patient_ref: str, prefix: str) -> Any:
     """Point every subject at the fixture's patient and make ids unique across fixtures."""
     if isinstance(value, dict):
         out = {k: _retarget(v, patient_ref, prefix) for k, v in value.items()}
-        if "resourceType" in out and isinstance(out.get("id"), str):
+        if prefix and "resourceType" in out and isinstance(out.get("id"), str):
             out["id"] = f"{prefix}-{out['id']}"
         for field in ("subject", "patient"):
             if isinstance(out.get(field), dict) and out[field].get("reference", "").startswith("Patient/"):
@@ -233,28 +312,44 @@ def _retarget(value: Any, patient_ref: str, prefix: str) -> Any:
     return value
 
 
+def _patient(index: int) -> dict[str, Any]:
+    """A synthetic Patient: invented name, MRN and birth date (never shown in a card; the tests check that)."""
+    return {
+        "resourceType": "Patient", "id": f"fx{index:02d}",
+        "identifier": [{"system": "urn:spine-cds:synthetic-mrn", "value": f"MRN-SYN-{9100 + index}"}],
+        "name": [{"family": f"Synthetic{index:02d}", "given": [NAMES[(index - 1) % len(NAMES)]]}],
+        "gender": ["female", "male"][index % 2],
+        "birthDate": f"{1950 + index % 40}-0{1 + index % 9}-1{index % 9}",
+    }
+
+
+def _write(index: int, name: str, resources: list[dict[str, Any]], expected: dict[str, Any]) -> None:
+    slug = f"{index:02d}-{name}"
+    patient = _patient(index)
+    chart = [patient, *(_retarget(r, f"Patient/{patient['id']}", patient["id"]) for r in (*resources, *noise(index)))]
+    bundle = {"resourceType": "Bundle", "id": slug, "type": "collection",
+              "entry": [{"fullUrl": f"urn:uuid:{slug}-{i}", "resource": r} for i, r in enumerate(chart)]}
+    (OUT / f"{slug}.json").write_text(json.dumps(bundle, indent=1) + "\n")
+    expected = {"description": expected.pop("description"), "anchor": ANCHOR, "patientId": patient["id"], **expected}
+    (OUT / f"{slug}.expected.json").write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("*.json"):
         old.unlink()
     for index, (name, description, resources, expected) in enumerate(FIXTURES, start=1):
-        slug = f"{index:02d}-{name}"
-        patient_id = f"fx{index:02d}"
-        patient = {
-            "resourceType": "Patient", "id": patient_id,
-            "identifier": [{"system": "urn:spine-cds:synthetic-mrn", "value": f"MRN-SYN-{9100 + index}"}],
-            "name": [{"family": f"Synthetic{index:02d}", "given": [NAMES[index - 1]]}],
-            "gender": ["female", "male"][index % 2], "birthDate": f"{1950 + index}-0{1 + index % 9}-1{index % 9}",
-        }
-        entries = [patient, *(_retarget(r, f"Patient/{patient_id}", patient_id) for r in (*resources, *noise(index)))]
-        bundle = {"resourceType": "Bundle", "id": slug, "type": "collection",
-                  "entry": [{"fullUrl": f"urn:uuid:{slug}-{i}", "resource": r} for i, r in enumerate(entries)]}
-        (OUT / f"{slug}.json").write_text(json.dumps(bundle, indent=1) + "\n")
-        (OUT / f"{slug}.expected.json").write_text(json.dumps({
-            "description": description, "anchor": ANCHOR, "patientId": patient_id, "hook": "patient-view",
-            "cards": expected,
-        }, indent=1, ensure_ascii=False) + "\n")
-    print(f"{len(FIXTURES)} fixtures written to {OUT.relative_to(ROOT)}")
+        _write(index, name, resources, {"description": description, "hook": "patient-view", "cards": expected})
+    for index, (name, description, hook, resources, drafts, selections, expected) in enumerate(
+            ORDER_FIXTURES, start=len(FIXTURES) + 1):
+        patient_ref = f"Patient/fx{index:02d}"
+        context: dict[str, Any] = {"draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": _retarget(d, patient_ref, "")} for d in drafts]}}  # draft ids as written: selections name them
+        if hook == "order-select":
+            context["selections"] = selections
+        _write(index, name, resources, {"description": description, "hook": hook, "context": context,
+                                        "cards": expected})
+    print(f"{len(FIXTURES) + len(ORDER_FIXTURES)} fixtures written to {OUT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

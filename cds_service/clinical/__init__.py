@@ -3,7 +3,7 @@
 No Flask, no I/O and no clock inside: `evaluate(record, now, thresholds)` returns findings that carry their evidence.
 """
 
-from cds_service.clinical.engine import Evaluation, evaluate
+from cds_service.clinical.engine import Evaluation, evaluate, evaluate_orders
 from cds_service.clinical.knowledge import Thresholds, load_thresholds
 
-__all__ = ["Evaluation", "Thresholds", "evaluate", "load_thresholds"]
+__all__ = ["Evaluation", "Thresholds", "evaluate", "evaluate_orders", "load_thresholds"]

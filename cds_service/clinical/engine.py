@@ -6,12 +6,14 @@ same findings.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from cds_service.clinical.facts import Facts, derive_facts
 from cds_service.clinical.knowledge import Thresholds
 from cds_service.clinical.model import Finding
+from cds_service.clinical.orders import OrderItem, evaluate_order_rules
 from cds_service.clinical.rules import evaluate_rules
 from cds_service.fhir.record import PatientRecord
 
@@ -29,6 +31,15 @@ class Evaluation:
 
     def finding(self, card_type: str) -> Finding | None:
         return next((f for f in self.findings if f.card_type == card_type), None)
+
+
+def evaluate_orders(record: PatientRecord, orders: Iterable[OrderItem], now: datetime,
+                    thresholds: Thresholds) -> Evaluation:
+    """Evaluate draft orders (order-select / order-sign) against rules O1-O5, with red-flag pre-emption."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    facts = derive_facts(record, now, thresholds)
+    return Evaluation(tuple(evaluate_order_rules(facts, orders)), facts)
 
 
 def evaluate(record: PatientRecord, now: datetime, thresholds: Thresholds) -> Evaluation:

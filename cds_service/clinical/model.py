@@ -47,13 +47,17 @@ class Surgery:
 
 @dataclass(frozen=True, slots=True)
 class Suggestion:
-    """An order a card offers: an imaging study (a VS-IMG study key) or another order (a template key)."""
+    """What a card offers: create an imaging study (a VS-IMG study key) or another order (a template key), and/or
+    delete draft orders (`deletes`: their `Type/id`). `reasons`, when given, are the reasonCode of the created order
+    (a replacement keeps the draft's reasons); otherwise they come from the finding's evidence."""
 
     key: str
-    kind: str                       # "study" or "order"
+    kind: str                       # "study", "order" or "delete"
     recommended: bool = False
     optional: bool = False
     priority: str = "routine"
+    deletes: tuple[str, ...] = ()
+    reasons: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)

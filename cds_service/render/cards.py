@@ -16,7 +16,7 @@ from typing import Any
 
 from cds_service.clinical.model import Evidence, Finding
 from cds_service.render.catalogue import CARD_TYPE_SYSTEM, Catalogue, load_catalogue, short
-from cds_service.render.citation import cite
+from cds_service.render.citation import cite, md
 from cds_service.render.suggestions import reason_codes, render_suggestion
 
 log = logging.getLogger("cds_service.render")
@@ -32,17 +32,14 @@ class CardRenderer:
         self.catalogue = catalogue or load_catalogue()
 
     def render(self, findings: Iterable[Finding], *, now: datetime, patient_id: str,
-               unavailable: Iterable[str] = (), orders: Mapping[str, list[str]] | None = None) -> list[dict[str, Any]]:
+               unavailable: Iterable[str] = ()) -> list[dict[str, Any]]:
         """Cards for the findings (in their order). `unavailable` names prefetch keys that could not be had."""
         missing = [self.catalogue.unavailable_labels.get(key, key) for key in sorted(set(unavailable))]
-        return [self.card(finding, now=now, patient_id=patient_id, unavailable=missing,
-                          orders=(orders or {}).get(finding.card_type, []))
-                for finding in findings]
+        return [self.card(finding, now=now, patient_id=patient_id, unavailable=missing) for finding in findings]
 
-    def card(self, finding: Finding, *, now: datetime, patient_id: str, unavailable: list[str],
-             orders: list[str]) -> dict[str, Any]:
+    def card(self, finding: Finding, *, now: datetime, patient_id: str, unavailable: list[str]) -> dict[str, Any]:
         template = self.catalogue.cards[finding.card_type]
-        context = self._context(finding, now, unavailable, orders, template.extra)
+        context = self._context(finding, now, unavailable, template.extra)
         summary = " ".join(template.summary.render(context).split())
         if len(summary) > SUMMARY_MAX:
             log.warning("summary shortened", extra={"card_type": finding.card_type, "length": len(summary)})
@@ -66,7 +63,7 @@ class CardRenderer:
         return card
 
     @staticmethod
-    def _context(finding: Finding, now: datetime, unavailable: list[str], orders: list[str],
+    def _context(finding: Finding, now: datetime, unavailable: list[str],
                  extra: Mapping[str, Any]) -> dict[str, Any]:
         surgery = next((ev for ev in finding.evidence if ev.what == "spine surgery"), None)
         details = dict(finding.details)
@@ -85,7 +82,7 @@ class CardRenderer:
             "omitted": [cite(ev, now) for ev in finding.omitted],
             "risks": risks,
             "risk_names": [labels.get(name, name).split(" —")[0].lower() for name, _ in risks],
-            "orders": orders,
+            "orders": [md(order) for order in details.get("orders", ())],
             "unavailable": unavailable,
         }
 

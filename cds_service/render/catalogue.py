@@ -46,6 +46,7 @@ class CardTemplate:
 class Catalogue:
     cards: Mapping[str, CardTemplate]
     orders: Mapping[str, Mapping[str, Any]]
+    actions: Mapping[str, Mapping[str, Any]]
     studies: Mapping[str, Mapping[str, Any]]
     unavailable_labels: Mapping[str, str]
 
@@ -105,6 +106,7 @@ def load_catalogue() -> Catalogue:
     return Catalogue(
         cards=MappingProxyType(cards),
         orders=MappingProxyType(orders["orders"]),
+        actions=MappingProxyType(orders["actions"]),
         studies=MappingProxyType(orders["studies"]),
         unavailable_labels=MappingProxyType(partials["unavailable_labels"]),
     )

@@ -87,18 +87,23 @@ def service_request(suggestion: Suggestion, catalogue: Catalogue, patient_id: st
 
 def render_suggestion(suggestion: Suggestion, catalogue: Catalogue, descriptions: Mapping[str, str],
                       patient_id: str, reasons: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """A CDS Hooks suggestion with one `create` action, or None (logged) if its resource would not be valid."""
-    resource = service_request(suggestion, catalogue, patient_id, reasons)
-    if resource is None or not validate_service_request(resource):
-        log.error("suggestion dropped", extra={"suggestion": suggestion.key})
-        return None
-    template = (catalogue.studies if suggestion.kind == "study" else catalogue.orders)[suggestion.key]
-    rendered: dict[str, Any] = {
-        "label": template["label"],
-        "uuid": str(uuid.uuid4()),
-        "actions": [{"type": "create", "description": descriptions.get(suggestion.key, template["label"]),
-                     "resource": resource}],
-    }
+    """A CDS Hooks suggestion: `delete` actions for the drafts it replaces or removes (by resourceId), then a
+    `create` action for the order it creates; None (logged) if that resource would not be valid FHIR."""
+    description = descriptions.get(suggestion.key)
+    actions: list[dict[str, Any]] = [
+        {"type": "delete", "description": descriptions.get("remove-draft", "Remove the draft order"), "resourceId": ref}
+        for ref in suggestion.deletes]
+    if suggestion.kind == "delete":
+        label = catalogue.actions["remove-draft"]["label"]
+    else:
+        own_reasons = [r for r in suggestion.reasons if isinstance(r, dict)] or reasons
+        resource = service_request(suggestion, catalogue, patient_id, own_reasons)
+        if resource is None or not validate_service_request(resource):
+            log.error("suggestion dropped", extra={"suggestion": suggestion.key})
+            return None
+        label = (catalogue.studies if suggestion.kind == "study" else catalogue.orders)[suggestion.key]["label"]
+        actions.append({"type": "create", "description": description or label, "resource": resource})
+    rendered: dict[str, Any] = {"label": label, "uuid": str(uuid.uuid4()), "actions": actions}
     if suggestion.recommended:
         rendered["isRecommended"] = True
     return rendered

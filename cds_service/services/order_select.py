@@ -5,13 +5,14 @@ from __future__ import annotations
 from cds_service.fhir.prefetch import PATIENT_RECORD
 from cds_service.hooks.request import HookRequest
 from cds_service.services.declaration import Card, CdsServiceDeclaration
+from cds_service.services.ordering import advise_orders
 from cds_service.services.runtime import Runtime
 from cds_service.services.usage import PATIENT_DATA_USAGE
 
 
 def advise(request: HookRequest, runtime: Runtime) -> list[Card]:
-    """Cards for the selected draft orders. The order rules (O1-O5) are wired in by the order-services issue."""
-    return []
+    """Cards about the selected draft orders (rules O1-O5)."""
+    return advise_orders(request, runtime, selected_only=True)
 
 
 SERVICE = CdsServiceDeclaration(

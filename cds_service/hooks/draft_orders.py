@@ -1,0 +1,115 @@
+"""The draft orders of order-select and order-sign: parsed leniently, validated, never silently dropped.
+
+Draft orders are few and small, so each is validated with fhir.resources (R4B). Real clients deviate from FHIR in
+known ways — the public CDS Hooks Sandbox sends `reasonCode` as a single object instead of an array — so known
+deviations are normalised and recorded, and an order that still fails validation is kept with its problem recorded:
+advice about an order must not disappear because the order is slightly malformed. Validation results are remembered
+by the order's content, because clients call order-select again on every change of the order form.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+log = logging.getLogger("cds_service.hooks")
+
+# Fields FHIR defines as arrays that clients have been seen to send as a single object.
+_ARRAY_FIELDS = ("reasonCode", "reasonReference", "category", "bodySite", "dosageInstruction",
+                 "note", "identifier", "basedOn", "contained")
+_EVALUATED = frozenset({"ServiceRequest", "MedicationRequest"})
+
+
+@dataclass(frozen=True)
+class DraftOrder:
+    """One draft order: its `Type/id`, the (normalised) resource, and what was wrong with it as sent."""
+
+    reference: str
+    resource_type: str
+    resource: Mapping[str, Any]
+    deviations: tuple[str, ...] = ()
+
+    @property
+    def evaluated(self) -> bool:
+        """Whether the order rules read this kind of order (other types are tolerated and ignored, hook note H2)."""
+        return self.resource_type in _EVALUATED
+
+
+@lru_cache(maxsize=2048)
+def _validation_problem(resource_type: str, content: bytes) -> str | None:
+    try:
+        model = get_fhir_model_class(resource_type)
+    except (KeyError, ValueError):
+        return f"{resource_type} is not an R4 resource type"
+    try:
+        model.model_validate(orjson.loads(content))
+    except ValidationError as exc:
+        return f"not valid FHIR R4 ({exc.error_count()} problem(s))"
+    return None
+
+
+def _normalise(resource: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    fixed = dict(resource)
+    deviations = []
+    for field in _ARRAY_FIELDS:
+        if isinstance(fixed.get(field), dict):
+            fixed[field] = [fixed[field]]
+            deviations.append(f"{field} sent as an object, not an array")
+    return fixed, deviations
+
+
+def parse_draft_orders(bundle: Mapping[str, Any]) -> list[DraftOrder]:
+    """Every resource of the draftOrders Bundle, normalised and validated (problems recorded, nothing dropped)."""
+    orders = []
+    for index, entry in enumerate(bundle.get("entry") or ()):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            log.info("draft order entry without a resource", extra={"index": index})
+            continue
+        fixed, deviations = _normalise(resource)
+        rid = fixed.get("id") if isinstance(fixed.get("id"), str) else f"#{index}"
+        problem = _validation_problem(fixed["resourceType"], orjson.dumps(fixed, option=orjson.OPT_SORT_KEYS))
+        if problem:
+            deviations.append(problem)
+        if deviations:
+            log.info("draft order deviates from FHIR R4", extra={
+                "resource_type": fixed["resourceType"], "deviations": deviations})
+        orders.append(DraftOrder(f"{fixed['resourceType']}/{rid}", fixed["resourceType"], fixed, tuple(deviations)))
+    return orders
+
+
+def selected(orders: Iterable[DraftOrder], selections: Iterable[str]) -> list[DraftOrder]:
+    """The orders the clinician selected (order-select): `selections` are `Type/id` references into draftOrders."""
+    wanted = set(selections)
+    return [order for order in orders if order.reference in wanted]
+
+
+def resolve_medication(order: DraftOrder, bundle: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The medication CodeableConcept of a MedicationRequest: inline, a contained Medication, or one in the Bundle."""
+    resource = order.resource
+    if isinstance(resource.get("medicationCodeableConcept"), dict):
+        return resource["medicationCodeableConcept"]
+    ref = resource.get("medicationReference")
+    target = ref.get("reference") if isinstance(ref, dict) else None
+    if not isinstance(target, str):
+        return None
+    candidates: list[Any] = []
+    if target.startswith("#"):
+        candidates = [(c, f"#{c.get('id')}") for c in resource.get("contained") or () if isinstance(c, dict)]
+    else:
+        for entry in bundle.get("entry") or ():
+            item = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(item, dict):
+                candidates.append((item, f"Medication/{item.get('id')}"))
+                candidates.append((item, entry.get("fullUrl")))
+    for candidate, name in candidates:
+        if candidate.get("resourceType") == "Medication" and name == target and isinstance(candidate.get("code"), dict):
+            return candidate["code"]
+    return {"text": ref["display"]} if isinstance(ref.get("display"), str) else None

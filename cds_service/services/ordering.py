@@ -1,0 +1,27 @@
+"""What order-select and order-sign share: draft orders parsed and classified, the record, rules O1-O5, cards."""
+
+from __future__ import annotations
+
+from cds_service.clinical import evaluate_orders
+from cds_service.clinical.orders import classify
+from cds_service.fhir.prefetch import PATIENT_RECORD
+from cds_service.hooks.draft_orders import parse_draft_orders, resolve_medication, selected
+from cds_service.hooks.request import HookRequest
+from cds_service.services.declaration import Card
+from cds_service.services.patient_data import patient_record
+from cds_service.services.runtime import Runtime
+
+
+def advise_orders(request: HookRequest, runtime: Runtime, *, selected_only: bool) -> list[Card]:
+    """Cards about the draft orders: the selected ones (order-select) or all of them (order-sign)."""
+    bundle = request.context["draftOrders"]
+    drafts = parse_draft_orders(bundle)
+    if selected_only:
+        drafts = selected(drafts, request.context["selections"])
+    items = [classify(d.resource_type, d.resource, d.reference,
+                      resolve_medication(d, bundle) if d.resource_type == "MedicationRequest" else None)
+             for d in drafts if d.evaluated]
+    record = patient_record(request, PATIENT_RECORD, runtime)
+    evaluation = evaluate_orders(record, items, runtime.now, runtime.thresholds)
+    return runtime.renderer.render(evaluation.findings, now=runtime.now, patient_id=request.patient_id,
+                                   unavailable=record.unavailable)

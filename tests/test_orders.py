@@ -1,0 +1,149 @@
+"""order-select and order-sign through HTTP: selections, draft-order parsing, suggestions acting on the draft."""
+
+from __future__ import annotations
+
+import copy
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from cds_service.cli import main
+from cds_service.fixtures import find_fixture, suggested_codes
+from cds_service.hooks.draft_orders import parse_draft_orders, resolve_medication
+from cds_service.services import order_select, order_sign
+
+SELECT, SIGN = "/cds-services/fbss-miss-order-select", "/cds-services/fbss-miss-order-sign"
+
+
+def call(app, fixture_name, url=None, *, mutate=None):
+    fixture = find_fixture(fixture_name)
+    hook = fixture.expected["hook"] if url is None else ("order-select" if url == SELECT else "order-sign")
+    service = order_select.SERVICE if hook == "order-select" else order_sign.SERVICE
+    app.extensions["cds.clock"] = lambda: fixture.anchor
+    context = copy.deepcopy(fixture.expected["context"])
+    if hook == "order-select" and "selections" not in context:
+        context["selections"] = [f"{e['resource']['resourceType']}/{e['resource']['id']}"
+                                 for e in context["draftOrders"]["entry"]]
+    if mutate:
+        mutate(context)
+    body = fixture.hook_request(service.prefetch, fixture.anchor, hook=hook, context=context)
+    response = app.test_client().post(url or (SELECT if hook == "order-select" else SIGN), json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return orjson.loads(response.get_data())["cards"]
+
+
+def types(cards):
+    return [card["source"]["topic"]["code"] for card in cards]
+
+
+def test_protocol_card_deletes_the_draft_and_creates_72158_with_the_drafts_reason_and_priority(app):
+    def urgent(context):
+        draft = context["draftOrders"]["entry"][0]["resource"]
+        draft["priority"] = "urgent"
+        draft["reasonCode"] = [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M54.16"}]}]
+
+    [card] = call(app, "order-mri-without-contrast-after-surgery", mutate=urgent)
+    [suggestion] = card["suggestions"]
+    delete, create = suggestion["actions"]
+    assert delete == {"type": "delete", "description": delete["description"], "resourceId": "ServiceRequest/sr-mri"}
+    resource = create["resource"]
+    assert create["type"] == "create" and resource["priority"] == "urgent"
+    assert resource["reasonCode"] == [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M54.16"}]}]
+    assert {c["code"] for c in resource["code"]["coding"]} == {"72158", "24967-2"}
+    assert "MRI lumbar spine without contrast (CPT 72148)" in card["detail"]
+
+
+def test_selections_limit_order_select_to_the_selected_orders(app):
+    only_opioid = call(app, "order-select-one-of-several")
+    assert types(only_opioid) == ["opioid-order"]
+
+    def select_mri(context):
+        context["selections"] = ["ServiceRequest/sr-mri"]
+
+    assert types(call(app, "order-select-one-of-several", mutate=select_mri)) == ["imaging-protocol"]
+
+
+def test_order_sign_evaluates_every_draft_order(app):
+    assert types(call(app, "order-select-one-of-several", SIGN)) == ["imaging-protocol", "opioid-order"]
+
+
+def test_contained_medication_and_single_object_reason_code(app):
+    cards = call(app, "order-sandbox-deviations")
+    assert types(cards) == ["imaging-protocol", "opioid-order"]
+    create = cards[0]["suggestions"][0]["actions"][1]["resource"]
+    assert create["reasonCode"][0]["coding"][0]["code"] == "M54.16"  # the draft's reason, normalised to an array
+    orders = parse_draft_orders(find_fixture("order-sandbox-deviations").draft_orders)
+    assert [o.deviations for o in orders] == [(), ("reasonCode sent as an object, not an array",)]
+
+
+def test_medication_reference_into_the_bundle_is_resolved():
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:m1", "resource": {"resourceType": "Medication", "id": "m1", "code": {"coding": [
+            {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1049621"}]}}},
+        {"resource": {"resourceType": "MedicationRequest", "id": "mr1", "status": "draft", "intent": "order",
+                      "subject": {"reference": "Patient/p"}, "medicationReference": {"reference": "Medication/m1"}}}]}
+    orders = parse_draft_orders(bundle)
+    request = next(o for o in orders if o.resource_type == "MedicationRequest")
+    assert resolve_medication(request, bundle)["coding"][0]["code"] == "1049621"
+
+
+def test_unknown_resource_types_and_re_signed_orders_are_tolerated(app):
+    def add_unusual(context):
+        entries = context["draftOrders"]["entry"]
+        entries.append({"resource": {"resourceType": "NutritionOrder", "id": "n1", "status": "draft",
+                                     "intent": "order", "patient": {"reference": "Patient/x"},
+                                     "dateTime": "2025-06-01"}})
+        entries.append({"resource": {"resourceType": "ProcedureRequest", "id": "dstu2"}})  # a DSTU2/STU3 name
+        entries[0]["resource"]["status"] = "active"  # order-sign 1.1.0: revised orders may be re-signed
+
+    assert types(call(app, "order-mixed-bundle", mutate=add_unusual)) == ["imaging-protocol", "opioid-order"]
+
+
+def test_a_malformed_draft_order_is_kept_not_dropped(app):
+    def break_it(context):
+        context["draftOrders"]["entry"][1]["resource"]["subject"] = "Patient/x"  # not a Reference
+
+    assert types(call(app, "order-mixed-bundle", mutate=break_it)) == ["imaging-protocol", "opioid-order"]
+    bundle = copy.deepcopy(find_fixture("order-mixed-bundle").draft_orders)
+    bundle["entry"][1]["resource"]["subject"] = "Patient/x"
+    [_, mri, _] = parse_draft_orders(bundle)
+    assert mri.deviations and "not valid FHIR R4" in mri.deviations[0]
+
+
+def test_identical_order_select_calls_give_identical_advice(app):
+    def advice():
+        return [(card["source"]["topic"]["code"], sorted(suggested_codes(card)), card["summary"], card["detail"])
+                for card in call(app, "order-mixed-bundle", SIGN)]
+
+    first = advice()
+    assert all(advice() == first for _ in range(3))
+
+
+def test_a_lab_order_alone_gets_no_advice(app):
+    def lab_only(context):
+        context["draftOrders"]["entry"] = [context["draftOrders"]["entry"][2]]
+
+    assert call(app, "order-mixed-bundle", mutate=lab_only) == []
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["simulate", "order-select-one-of-several", "--hook", "order-select", "--order", "sr-mri"],
+     "delete ServiceRequest/sr-mri; 72158"),
+    (["simulate", "order-select-one-of-several", "--hook", "order-select"], "Refer to pain management"),
+    (["simulate", "order-select-one-of-several", "--hook", "order-sign"], "[INFO] Prior lumbar surgery"),
+])
+def test_simulate_order_hooks(args, expected):
+    result = CliRunner().invoke(main, [*args, "--at", "2025-06-01"])
+    assert result.exit_code == 0, result.output
+    assert expected in result.output
+
+
+def test_simulate_order_hook_needs_draft_orders():
+    result = CliRunner().invoke(main, ["simulate", "01", "--hook", "order-sign"])
+    assert result.exit_code != 0 and "no draft orders" in result.output
+
+
+def test_simulate_unknown_order():
+    result = CliRunner().invoke(main, ["simulate", "order-mixed-bundle", "--hook", "order-select", "--order", "zz"])
+    assert result.exit_code != 0 and "no draft order 'zz'" in result.output
