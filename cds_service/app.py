@@ -6,12 +6,14 @@ engine created. Under gunicorn with `--preload` this runs in the master before t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
 from flask_cors import CORS
+from sqlalchemy import Engine
 
 from cds_service.clinical.knowledge import Thresholds, load_thresholds
 from cds_service.config import SETTINGS, ConfigError, Settings, load_settings
@@ -19,13 +21,20 @@ from cds_service.fhir.client import FetchPolicy, FhirClient
 from cds_service.http import discovery, feedback, health, invocation, openapi
 from cds_service.http.errors import register_error_handlers
 from cds_service.jsonio import OrjsonProvider
-from cds_service.logs import install_request_logging
+from cds_service.logs import install_request_logging, install_security_headers
 from cds_service.render.cards import CardRenderer
+from cds_service.security.issuers import load_trusted_issuers
+from cds_service.security.keys import KeyStore
+from cds_service.security.middleware import install_authentication
+from cds_service.security.replay import ReplayStore
+from cds_service.security.verify import TokenVerifier
 from cds_service.services import ServiceRegistry, declared_services
 from cds_service.storage.database import create_database_engine
+from cds_service.storage.migrate import upgrade
 from cds_service.terminology.valuesets import value_sets
 
 _SETTING_NAMES = {setting.name for setting in SETTINGS}
+log = logging.getLogger("cds_service.app")
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -53,12 +62,30 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["cds.services"] = ServiceRegistry(declared_services())
     app.extensions["cds.database"] = create_database_engine(settings.database_url_for(app.instance_path))
 
+    database = app.extensions["cds.database"]
+    upgrade(database)  # the schema is migrated at start-up (also `cds-service db upgrade`), never by hand
     _install_cors(app, settings)
     install_request_logging(app)
+    app.extensions["cds.verifier"] = _verifier(settings, database)
+    install_authentication(app, app.extensions["cds.verifier"], required=settings.is_production)
+    install_security_headers(app)
     register_error_handlers(app)
     for blueprint in (discovery.bp, invocation.bp, feedback.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app
+
+
+def _verifier(settings: Settings, database: Engine) -> TokenVerifier:
+    """The client-JWT verifier: trusted issuers checked at start-up, replay store in the service's database."""
+    try:
+        issuers = load_trusted_issuers(settings.trusted_issuers, local=not settings.is_production)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"CDS_TRUSTED_ISSUERS: {exc}") from exc
+    if settings.is_production and not issuers:
+        log.warning("production profile without CDS_TRUSTED_ISSUERS: every CDS request will be refused (401)")
+    return TokenVerifier(issuers, KeyStore(settings.jwks_min_refresh_seconds), ReplayStore(database),
+                         algorithms=settings.jwt_algorithms, leeway_seconds=settings.jwt_leeway_seconds,
+                         max_lifetime_seconds=settings.jwt_max_lifetime_seconds)
 
 
 def _utc_now() -> datetime:

@@ -86,6 +86,15 @@ SETTINGS: tuple[Setting, ...] = (
             "deadline).", 1.5, 1.5),
     Setting("FHIR_MAX_PAGES", _int, "Most search pages followed per prefetch key (`next` links); more makes the data "
             "incomplete, hence unavailable.", 10, 10),
+    Setting("TRUSTED_ISSUERS", _str, "JSON file of the JWT issuers (CDS clients) the service trusts, with their keys "
+            "(see README). Production trusts no one else; the local profile also trusts the public CDS Hooks Sandbox.",
+            None, None),
+    Setting("JWT_ALGORITHMS", _origins, "Comma-separated JWT algorithms accepted (asymmetric only; `none` and HMAC "
+            "are always refused).", ("ES384", "RS384"), ("ES384", "RS384")),
+    Setting("JWT_LEEWAY_SECONDS", _int, "Clock skew tolerated on `exp` and `iat`.", 60, 60),
+    Setting("JWT_MAX_LIFETIME_SECONDS", _int, "Longest accepted token lifetime (`exp` - `iat`).", 3600, 3600),
+    Setting("JWKS_MIN_REFRESH_SECONDS", _int, "Least time between two fetches of a remote JWKS (an unknown `kid` "
+            "triggers at most one refetch per interval).", 60, 60),
     Setting("THRESHOLDS_FILE", _str, "JSON file overriding clinical thresholds by name, e.g. "
             "`{\"HBA1C_UNCONTROLLED_PERCENT\": 7.5}` (defaults: `cds_service/clinical/thresholds.json`).", None, None),
     Setting("LOG_LEVEL", _log_level, "Level of the JSON log lines written to standard error.", "INFO", "INFO"),
@@ -109,6 +118,11 @@ class Settings:
     fhir_connect_timeout_seconds: float
     fhir_read_timeout_seconds: float
     fhir_max_pages: int
+    trusted_issuers: str | None
+    jwt_algorithms: tuple[str, ...]
+    jwt_leeway_seconds: int
+    jwt_max_lifetime_seconds: int
+    jwks_min_refresh_seconds: int
     thresholds_file: str | None
     log_level: str
 

@@ -39,6 +39,17 @@ class UnsupportedMediaType(CdsError):
     issue_code = "not-supported"
 
 
+class AuthenticationFailed(CdsError):
+    """The client JWT is missing or invalid (401). The reason is for the log; the client learns nothing more."""
+
+    status = 401
+    issue_code = "login"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("Authentication failed.")
+        self.reason = reason
+
+
 class PreconditionFailed(CdsError):
     """Data the service cannot do without is neither prefetched nor fetchable (412, CDS Hooks 2.0 §prefetch)."""
 

@@ -40,6 +40,17 @@ def json_formatter() -> JsonFormatter:
     )
 
 
+def install_security_headers(app: Flask) -> None:
+    """Headers on every response: no MIME sniffing; CDS answers (cards, errors) are never cached (they hold PHI)."""
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if request.path.startswith("/cds-services") or response.status_code >= 400:
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+
 def install_request_logging(app: Flask) -> None:
     """Give each request an id (an incoming `X-Request-ID` if it is sane) and log one line when it ends."""
 

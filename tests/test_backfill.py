@@ -17,6 +17,7 @@ from cds_service.fhir.search import execute, searchset
 from cds_service.fixtures import load_fixtures, suggested_codes
 from cds_service.hooks.request import parse_hook_request
 from cds_service.services import patient_view
+from tests.issuer import LOCAL_ROOT, Issuer, bearer, trusted_issuers_file
 from tests.support import assert_operation_outcome
 
 BASE = "https://ehr.example.org/fhir"
@@ -288,18 +289,31 @@ def test_fhir_authorization_without_fhir_server_is_400(app):
     assert_operation_outcome(post(app, body), 400, "'fhirServer' is required")
 
 
-def test_production_refuses_plain_http(make_app, mock):
-    app = make_app(PROFILE="production")
+def production(make_app, tmp_path):
+    """A production app trusting one test issuer, and a way to call it with a fresh, valid client JWT."""
+    issuer = Issuer()
+    app = make_app(PROFILE="production", TRUSTED_ISSUERS=trusted_issuers_file(tmp_path / "issuers.json",
+                                                                               issuer.config()))
+
+    def call(body):
+        app.extensions["cds.clock"] = lambda: RECURRENT.anchor
+        return app.test_client().post(PV, json=body, headers=bearer(issuer.token(LOCAL_ROOT + PV)))
+
+    return call
+
+
+def test_production_refuses_plain_http(make_app, mock, tmp_path):
+    call = production(make_app, tmp_path)
     body = request_body(drop=["conditions"], fhirServer="http://127.0.0.1:9999/fhir")
-    assert_operation_outcome(post(app, body), 412, "fhirServer must be https")
+    assert_operation_outcome(call(body), 412, "fhirServer must be https")
     assert len(mock.calls) == 0
 
 
-def test_production_will_not_call_without_a_token(make_app, mock):
-    app = make_app(PROFILE="production")
+def test_production_will_not_call_without_a_token(make_app, mock, tmp_path):
+    call = production(make_app, tmp_path)
     body = request_body(drop=["conditions"])
     del body["fhirAuthorization"]
-    assert_operation_outcome(post(app, body), 412, "no fhirAuthorization")
+    assert_operation_outcome(call(body), 412, "no fhirAuthorization")
     assert len(mock.calls) == 0
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, inspect
 
+from cds_service.storage.migrate import current_revision
 from tests.support import assert_operation_outcome
 
 
@@ -22,10 +23,10 @@ def test_readyz_checks_configuration_services_and_database(client, app):
         "configuration": "ok", "valueSets": "ok", "services": "ok", "database": "ok"}}
 
 
-def test_readyz_creates_the_sqlite_database_in_the_instance_folder(client, app):
-    assert not Path(app.instance_path, "cds-service.sqlite3").exists()
-    client.get("/readyz")
+def test_the_database_is_created_and_migrated_at_start_up(app):
     assert Path(app.instance_path, "cds-service.sqlite3").exists()
+    assert current_revision(app.extensions["cds.database"]) == "0001"
+    assert "seen_token" in inspect(app.extensions["cds.database"]).get_table_names()
 
 
 def test_readyz_is_503_without_compiled_value_sets(app, client):

@@ -11,7 +11,7 @@ import logging
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from cds_service.errors import CdsError
+from cds_service.errors import AuthenticationFailed, CdsError
 
 log = logging.getLogger("cds_service.errors")
 
@@ -53,7 +53,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(CdsError)
     def _cds_error(error: CdsError) -> Response:
-        return operation_outcome(error.status, error.issue_code, error.diagnostics)
+        response = operation_outcome(error.status, error.issue_code, error.diagnostics)
+        if isinstance(error, AuthenticationFailed):
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:

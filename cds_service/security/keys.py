@@ -1,0 +1,79 @@
+"""Signing keys of the trusted issuers, selected by `kid`; remote JWK Sets cached and refreshed sparingly.
+
+A remote JWKS (an issuer's `jwks_uri`, or an allow-listed `jku`) is fetched with short timeouts and cached; a token
+with an unknown `kid` triggers at most one refetch per refresh interval (key rotation), so a flood of bad tokens
+cannot make the service hammer the issuer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from jwt import PyJWK
+from jwt.exceptions import PyJWKError
+
+from cds_service.security.issuers import TrustedIssuer
+
+log = logging.getLogger("cds_service.security")
+
+
+class KeyStore:
+    def __init__(self, min_refresh_seconds: float = 60.0, timeout_seconds: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.min_refresh_seconds = min_refresh_seconds
+        self.timeout_seconds = timeout_seconds
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._remote: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
+
+    def key(self, issuer: TrustedIssuer, kid: str, jku: str | None) -> PyJWK | None:
+        """The issuer's key `kid`, from its static JWKS, its jwks_uri, or an allow-listed jku; None if unknown."""
+        if jku is not None and jku not in issuer.jku:
+            return None  # never fetched: only allow-listed jku URLs are honoured
+        if issuer.jwks is not None:
+            found = _by_kid(issuer.jwks).get(kid)
+            if found is not None:
+                return _jwk(found)
+        url = jku or issuer.jwks_uri
+        if url is None:
+            return None
+        found = self._remote_keys(url, kid)
+        return _jwk(found) if found is not None else None
+
+    def _remote_keys(self, url: str, kid: str) -> dict[str, Any] | None:
+        with self._lock:
+            fetched_at, keys = self._remote.get(url, (0.0, {}))
+            if kid in keys:
+                return keys[kid]
+            if self.clock() - fetched_at < self.min_refresh_seconds and url in self._remote:
+                return None  # refreshed recently: an unknown kid does not trigger another fetch
+            keys = self._fetch(url)
+            self._remote[url] = (self.clock(), keys)
+            return keys.get(kid)
+
+    def _fetch(self, url: str) -> dict[str, dict[str, Any]]:
+        try:
+            response = requests.get(url, timeout=self.timeout_seconds, headers={"Accept": "application/json"})
+            response.raise_for_status()
+            return _by_kid(response.json())
+        except (requests.RequestException, ValueError) as exc:
+            log.warning("JWKS fetch failed", extra={"jwks_url": url, "error_type": type(exc).__name__})
+            return {}
+
+
+def _by_kid(jwks: Any) -> dict[str, dict[str, Any]]:
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    return {k["kid"]: k for k in keys or () if isinstance(k, dict) and isinstance(k.get("kid"), str)}
+
+
+def _jwk(data: dict[str, Any]) -> PyJWK | None:
+    try:
+        return PyJWK(data)
+    except PyJWKError:
+        log.warning("unusable JWK", extra={"kid": data.get("kid")})
+        return None

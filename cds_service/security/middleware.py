@@ -1,0 +1,52 @@
+"""Authentication of every CDS endpoint (discovery, invocation, feedback) before anything is evaluated.
+
+Production: a valid Bearer JWT is required. Local profile (`make run`): a request without a token is accepted with a
+warning, so curl and the built-in sandbox work; a token that is present is always verified. CORS preflight (OPTIONS)
+never needs a token (browsers do not send one). The audience is the endpoint's external URL: CDS_PUBLIC_BASE_URL plus
+the path, so a service behind a proxy checks the URL the client called.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, current_app, g, request
+
+from cds_service.errors import AuthenticationFailed
+from cds_service.security.verify import TokenVerifier
+
+log = logging.getLogger("cds_service.security")
+PROTECTED_BLUEPRINTS = frozenset({"discovery", "invocation", "feedback", "analytics"})
+
+
+def endpoint_audience() -> str:
+    """The URL the client called, as it knows it (CDS_PUBLIC_BASE_URL when the service is behind a proxy)."""
+    base = current_app.extensions["cds.settings"].public_base_url or request.url_root
+    return base.rstrip("/") + request.path
+
+
+def install_authentication(app: Flask, verifier: TokenVerifier, *, required: bool) -> None:
+    @app.before_request
+    def _authenticate() -> None:
+        if request.method == "OPTIONS" or request.blueprint not in PROTECTED_BLUEPRINTS:
+            return
+        header = request.headers.get("Authorization", "")
+        if not header:
+            if required:
+                _refuse("no Authorization header")
+            log.warning("request without a client JWT accepted (local profile)",
+                        extra={"request_id": g.get("request_id"), "route": request.path})
+            return
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            _refuse("Authorization is not a Bearer token")
+        try:
+            client = verifier.verify(token.strip(), endpoint_audience())
+        except AuthenticationFailed as failure:
+            _refuse(failure.reason)
+        g.client_iss = client.iss
+
+
+def _refuse(reason: str) -> None:
+    log.warning("client authentication failed", extra={"request_id": g.get("request_id"), "reason": reason})
+    raise AuthenticationFailed(reason)
