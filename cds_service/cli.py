@@ -42,6 +42,29 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
 
 
+@main.group()
+def db() -> None:
+    """The service's database."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the newest version (also done at start-up)."""
+    from cds_service.storage.database import create_database_engine, describe  # noqa: PLC0415
+    from cds_service.storage.migrate import current_revision, upgrade  # noqa: PLC0415
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    from flask import Flask  # noqa: PLC0415 (the instance folder is Flask's default unless configured)
+
+    instance = settings.instance_path or Flask("cds_service").instance_path
+    engine = create_database_engine(settings.database_url_for(instance))
+    upgrade(engine)
+    click.echo(f"{describe(engine)}: schema at revision {current_revision(engine)}")
+
+
 @main.command()
 @click.argument("fixture", required=False)
 @click.option("--hook", default=None, type=click.Choice(["patient-view", "order-select", "order-sign"]),

@@ -54,3 +54,14 @@ def test_database_url_is_configurable(tmp_path):
     url = f"sqlite:///{tmp_path / 'other.sqlite3'}"
     app = create_app({"INSTANCE_PATH": str(tmp_path / "i"), "DATABASE_URL": url})
     assert str(app.extensions["cds.database"].url) == url
+
+
+def test_db_upgrade_command_migrates_the_configured_database(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cds_service.cli import main
+
+    monkeypatch.setenv("CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.sqlite3'}")
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "schema at revision 0001" in result.output and (tmp_path / "cli.sqlite3").exists()

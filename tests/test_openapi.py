@@ -45,4 +45,5 @@ def test_openapi_lists_the_declared_service_ids(client):
 def test_every_error_status_the_service_uses_is_documented(client):
     document = orjson.loads(client.get("/openapi.json").get_data())
     invoke = document["paths"]["/cds-services/{service_id}"]["post"]["responses"]
-    assert {"200", "400", "404", "405", "412", "413", "415", "500"} <= set(invoke)
+    assert {"200", "400", "401", "404", "405", "412", "413", "415", "500"} <= set(invoke)
+    assert document["paths"]["/cds-services"]["get"]["security"] == [{"cdsClientJwt": []}]
