@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 
 from cds_service import create_app
+from cds_service.cli import main
 from cds_service.config import ConfigError
 
 
@@ -57,10 +59,6 @@ def test_database_url_is_configurable(tmp_path):
 
 
 def test_db_upgrade_command_migrates_the_configured_database(tmp_path, monkeypatch):
-    from click.testing import CliRunner
-
-    from cds_service.cli import main
-
     monkeypatch.setenv("CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.sqlite3'}")
     result = CliRunner().invoke(main, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
