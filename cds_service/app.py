@@ -18,9 +18,10 @@ from sqlalchemy import Engine
 from cds_service.clinical.knowledge import Thresholds, load_thresholds
 from cds_service.config import SETTINGS, ConfigError, Settings, load_settings
 from cds_service.fhir.client import FetchPolicy, FhirClient
-from cds_service.http import discovery, feedback, health, invocation, openapi
+from cds_service.http import analytics, discovery, feedback, health, invocation, openapi
 from cds_service.http.errors import register_error_handlers
 from cds_service.jsonio import OrjsonProvider
+from cds_service.knowledge_version import knowledge_version
 from cds_service.logs import install_request_logging, install_security_headers
 from cds_service.render.cards import CardRenderer
 from cds_service.security.issuers import load_trusted_issuers
@@ -30,7 +31,9 @@ from cds_service.security.replay import ReplayStore
 from cds_service.security.verify import TokenVerifier
 from cds_service.services import ServiceRegistry, declared_services
 from cds_service.storage.database import create_database_engine
+from cds_service.storage.ledger import CardLedger
 from cds_service.storage.migrate import upgrade
+from cds_service.storage.patient_hash import patient_hasher
 from cds_service.terminology.valuesets import value_sets
 
 _SETTING_NAMES = {setting.name for setting in SETTINGS}
@@ -64,13 +67,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     database = app.extensions["cds.database"]
     upgrade(database)  # the schema is migrated at start-up (also `cds-service db upgrade`), never by hand
+    app.extensions["cds.ledger"] = CardLedger(database)
+    app.extensions["cds.patient_hasher"] = patient_hasher(settings.patient_hash_secret, app.instance_path)
+    app.extensions["cds.knowledge_version"] = knowledge_version(app.extensions["cds.thresholds"])
     _install_cors(app, settings)
     install_request_logging(app)
     app.extensions["cds.verifier"] = _verifier(settings, database)
     install_authentication(app, app.extensions["cds.verifier"], required=settings.is_production)
     install_security_headers(app)
     register_error_handlers(app)
-    for blueprint in (discovery.bp, invocation.bp, feedback.bp, health.bp, openapi.bp):
+    for blueprint in (discovery.bp, invocation.bp, feedback.bp, health.bp, openapi.bp, analytics.bp):
         app.register_blueprint(blueprint)
     return app
 

@@ -65,6 +65,29 @@ def db_upgrade() -> None:
     click.echo(f"{describe(engine)}: schema at revision {current_revision(engine)}")
 
 
+@main.command("feedback-report")
+@click.option("--since", default=None, help="Only cards issued on or after this date (YYYY-MM-DD).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def feedback_report_command(since: str | None, as_json: bool) -> None:
+    """What clinicians did with the cards, per card type and knowledge version."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    import orjson  # noqa: PLC0415
+    from flask import Flask  # noqa: PLC0415
+
+    from cds_service.storage.database import create_database_engine  # noqa: PLC0415
+    from cds_service.storage.migrate import upgrade  # noqa: PLC0415
+    from cds_service.storage.report import feedback_report, report_text  # noqa: PLC0415
+
+    settings = load_settings()
+    engine = create_database_engine(settings.database_url_for(settings.instance_path
+                                                              or Flask("cds_service").instance_path))
+    upgrade(engine)
+    start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
+    report = feedback_report(engine, start)
+    click.echo(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() if as_json else report_text(report))
+
+
 @main.command()
 @click.argument("fixture", required=False)
 @click.option("--hook", default=None, type=click.Choice(["patient-view", "order-select", "order-sign"]),

@@ -95,6 +95,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("JWT_MAX_LIFETIME_SECONDS", _int, "Longest accepted token lifetime (`exp` - `iat`).", 3600, 3600),
     Setting("JWKS_MIN_REFRESH_SECONDS", _int, "Least time between two fetches of a remote JWKS (an unknown `kid` "
             "triggers at most one refetch per interval).", 60, 60),
+    Setting("PATIENT_HASH_SECRET", _str, "Key of the HMAC that stands for the patient in the card ledger. Default: a "
+            "random key generated once into the instance folder; set the same value on every instance sharing a "
+            "database.", None, None),
     Setting("THRESHOLDS_FILE", _str, "JSON file overriding clinical thresholds by name, e.g. "
             "`{\"HBA1C_UNCONTROLLED_PERCENT\": 7.5}` (defaults: `cds_service/clinical/thresholds.json`).", None, None),
     Setting("LOG_LEVEL", _log_level, "Level of the JSON log lines written to standard error.", "INFO", "INFO"),
@@ -123,6 +126,7 @@ class Settings:
     jwt_leeway_seconds: int
     jwt_max_lifetime_seconds: int
     jwks_min_refresh_seconds: int
+    patient_hash_secret: str | None
     thresholds_file: str | None
     log_level: str
 

@@ -45,6 +45,9 @@ class GunicornServer(BaseApplication):
 
     def load(self) -> Flask:
         app = create_app()
+        ledger = app.extensions["cds.ledger"]
+        # A worker finishing cleanly writes what its ledger still holds (atexit also does, as a second line).
+        self.cfg.set("worker_exit", lambda server, worker: ledger.close())
         gc.collect()
         gc.freeze()
         return app

@@ -1,20 +1,21 @@
 """`POST /cds-services/{id}/feedback`: the client reports what the clinician did with the cards (CDS Hooks 2.0 F1-F7).
 
-The body is checked against the 2.0 feedback shape (400 for a wrong shape) and acknowledged with 200. Storage of
-feedback in the issued-card ledger is not built yet (see the README): for now each item is written to the log as
-card uuid and outcome only.
+The body is checked against the 2.0 feedback shape (400 for a wrong shape), stored idempotently (the same feedback
+sent twice is one record) and acknowledged with 200. Feedback for a card the ledger does not know is stored too:
+the report counts it apart. Authenticated like the other CDS endpoints (the JWT `aud` is the feedback URL).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, g
+from flask import Blueprint, Response, current_app, g
 
 from cds_service.errors import InvalidRequest
 from cds_service.http.invocation import find_service, read_json_body
+from cds_service.storage.feedback_store import store_feedback
 
 bp = Blueprint("feedback", __name__)
 log = logging.getLogger("cds_service.feedback")
@@ -78,8 +79,7 @@ def _check_override_reason(value: Any, where: str) -> None:
 def feedback(service_id: str) -> Response:
     find_service(service_id)
     items = check_feedback(read_json_body())
-    for item in items:
-        log.info("feedback received", extra={
-            "request_id": g.request_id, "service": service_id, "card": item["card"], "outcome": item["outcome"],
-        })
+    stored = store_feedback(current_app.extensions["cds.database"], service_id, items, datetime.now(UTC))
+    log.info("feedback stored", extra={"request_id": g.request_id, "service": service_id, "items": len(items),
+                                       "new": stored})
     return Response(status=200)

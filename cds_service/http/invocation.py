@@ -7,13 +7,16 @@ OperationOutcomes by cds_service.http.errors.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from cds_service import jsonio
 from cds_service.errors import InvalidRequest, UnknownService, UnsupportedMediaType
-from cds_service.hooks.request import parse_hook_request
+from cds_service.hooks.request import HookRequest, parse_hook_request
 from cds_service.services.declaration import CdsServiceDeclaration
 from cds_service.services.runtime import Runtime
+from cds_service.storage.ledger import IssuedCardRow
 
 bp = Blueprint("invocation", __name__)
 
@@ -54,4 +57,20 @@ def invoke(service_id: str) -> Response:
                       fetch_policy=extensions["cds.fetch_policy"])
     cards = [jsonio.compact(card) for card in service.advise(hook_request, runtime)]
     g.card_count = len(cards)
+    extensions["cds.ledger"].record(ledger_rows(cards, service, hook_request, runtime.now))
     return jsonify({"cards": cards})
+
+
+def ledger_rows(cards: list[dict], service: CdsServiceDeclaration, hook_request: HookRequest,
+                now: datetime) -> list[IssuedCardRow]:
+    """What the ledger keeps of each card: ids, type, knowledge version, time; the patient only as a keyed hash."""
+    if not cards:
+        return []
+    patient = current_app.extensions["cds.patient_hasher"](hook_request.patient_id)
+    version = current_app.extensions["cds.knowledge_version"]
+    return [IssuedCardRow(
+        card_uuid=card["uuid"], card_type=card["source"]["topic"]["code"], service_id=service.id,
+        hook=hook_request.hook, hook_instance=hook_request.hook_instance[:255], knowledge_version=version,
+        patient_hash=patient, issued_at=now,
+        suggestions=tuple((s["uuid"], s["label"]) for s in card.get("suggestions", ())),
+    ) for card in cards]

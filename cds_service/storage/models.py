@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, MetaData, String
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Named constraints, so migrations behave the same on SQLite and PostgreSQL.
@@ -25,3 +25,49 @@ class SeenToken(Base):
     iss: Mapped[str] = mapped_column(String(512), primary_key=True)
     jti: Mapped[str] = mapped_column(String(255), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class IssuedCard(Base):
+    """A card the service returned: the ledger that feedback and analytics refer to. No clear patient identifiers:
+    the patient is a keyed hash (HMAC), so cards of one patient can be grouped but not traced back without the key."""
+
+    __tablename__ = "issued_card"
+
+    card_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    card_type: Mapped[str] = mapped_column(String(64), index=True)
+    service_id: Mapped[str] = mapped_column(String(128))
+    hook: Mapped[str] = mapped_column(String(32))
+    hook_instance: Mapped[str] = mapped_column(String(255))
+    knowledge_version: Mapped[str] = mapped_column(String(64), index=True)
+    patient_hash: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class IssuedSuggestion(Base):
+    """A suggestion of an issued card, so accepted suggestions can be named in the report."""
+
+    __tablename__ = "issued_suggestion"
+
+    suggestion_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    card_uuid: Mapped[str] = mapped_column(ForeignKey("issued_card.card_uuid"), index=True)
+    label: Mapped[str] = mapped_column(String(255))
+
+
+class Feedback(Base):
+    """One feedback item (CDS Hooks 2.0 F2-F7). `dedupe_key` makes the same feedback sent twice one record. The user
+    comment itself is not stored (free text may hold PHI); only that there was one."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    card_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    service_id: Mapped[str] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(16))
+    outcome_timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    accepted_suggestions: Mapped[str] = mapped_column(Text, default="[]")
+    override_system: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    override_code: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    override_display: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    has_comment: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,44 @@
+"""`GET /analytics/feedback` (JSON) and `GET /analytics` (a page): which cards clinicians accept, per card type.
+
+Both are authenticated like the CDS endpoints in production (a client JWT whose `aud` is the URL called). The page is
+server-rendered HTML with an inline SVG chart and no external assets, so it works on an isolated network.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
+
+from cds_service.errors import InvalidRequest
+from cds_service.storage.report import FeedbackReport, feedback_report
+
+bp = Blueprint("analytics", __name__, template_folder="templates")
+
+
+def _since() -> datetime | None:
+    value = request.args.get("since")
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest("'since' must be a date (YYYY-MM-DD).") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _report() -> FeedbackReport:
+    return feedback_report(current_app.extensions["cds.database"], _since())
+
+
+@bp.get("/analytics/feedback")
+def feedback_json() -> Response:
+    return jsonify(_report().as_json())
+
+
+@bp.get("/analytics")
+def page() -> str:
+    report = _report()
+    bars = [(row.card_type, row.knowledge_version, row.acceptance_rate, row.issued) for row in report.rows]
+    return render_template("analytics.html", report=report, bars=bars,
+                           knowledge_version=current_app.extensions["cds.knowledge_version"])

@@ -1,0 +1,116 @@
+"""The issued-card ledger, written off the request path.
+
+A hook response must not wait for the database: the request hands the rows to a per-process background writer that
+inserts them in batches. Nothing is lost on a clean shutdown: `close()` (registered with atexit, and called from
+gunicorn's worker_exit hook) drains the queue; a failed batch is retried before it is given up and logged.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from cds_service.storage.models import IssuedCard, IssuedSuggestion
+
+log = logging.getLogger("cds_service.ledger")
+
+
+@dataclass(frozen=True)
+class IssuedCardRow:
+    card_uuid: str
+    card_type: str
+    service_id: str
+    hook: str
+    hook_instance: str
+    knowledge_version: str
+    patient_hash: str
+    issued_at: datetime
+    suggestions: tuple[tuple[str, str], ...] = ()   # (suggestion uuid, label)
+
+
+class CardLedger:
+    def __init__(self, engine: Engine, *, batch_size: int = 200, flush_interval: float = 0.2) -> None:
+        self.engine = engine
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self._queue: queue.Queue[IssuedCardRow] = queue.Queue()
+        self._lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._pid: int | None = None
+        self._stopping = threading.Event()
+        atexit.register(self.close)
+
+    def record(self, rows: list[IssuedCardRow]) -> None:
+        """Queue rows for writing (never blocks on the database)."""
+        if not rows:
+            return
+        self._ensure_writer()
+        for row in rows:
+            self._queue.put(row)
+
+    def _ensure_writer(self) -> None:
+        with self._lock:
+            if self._writer is None or self._pid != os.getpid() or not self._writer.is_alive():
+                self._pid = os.getpid()  # gunicorn forks after start-up: every worker gets its own writer
+                self._stopping.clear()
+                self._writer = threading.Thread(target=self._run, name="card-ledger", daemon=True)
+                self._writer.start()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            batch = self._take(timeout=self.flush_interval)
+            if batch:
+                self._write(batch)
+
+    def _take(self, timeout: float) -> list[IssuedCardRow]:
+        batch: list[IssuedCardRow] = []
+        try:
+            batch.append(self._queue.get(timeout=timeout))
+            while len(batch) < self.batch_size:
+                batch.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return batch
+
+    def _write(self, batch: list[IssuedCardRow]) -> None:
+        cards = [{k: getattr(row, k) for k in ("card_uuid", "card_type", "service_id", "hook", "hook_instance",
+                                              "knowledge_version", "patient_hash", "issued_at")} for row in batch]
+        suggestions = [{"suggestion_uuid": uid, "card_uuid": row.card_uuid, "label": label[:255]}
+                       for row in batch for uid, label in row.suggestions]
+        for attempt in range(1, 4):
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(insert(IssuedCard), cards)
+                    if suggestions:
+                        connection.execute(insert(IssuedSuggestion), suggestions)
+                return
+            except SQLAlchemyError as exc:
+                log.warning("ledger write failed", extra={"attempt": attempt, "rows": len(batch),
+                                                          "error_type": type(exc).__name__})
+                time.sleep(0.2 * attempt)
+        log.error("ledger rows given up after retries", extra={"rows": len(batch)})
+
+    def flush(self) -> None:
+        """Write everything queued so far, now, in the caller's thread (tests, shutdown)."""
+        while True:
+            batch = self._take(timeout=0)
+            if not batch:
+                return
+            self._write(batch)
+
+    def close(self) -> None:
+        """Stop the writer and drain the queue (a clean shutdown loses nothing)."""
+        self._stopping.set()
+        writer = self._writer
+        if writer is not None and writer.is_alive() and writer is not threading.current_thread():
+            writer.join(timeout=2)
+        self.flush()

@@ -1,0 +1,35 @@
+"""The patient as a keyed hash (HMAC-SHA256): enough to group a patient's cards, useless without the key."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+
+class PatientHasher:
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("the patient hash secret must be at least 16 bytes")
+        self._secret = secret
+
+    def __call__(self, patient_id: str) -> str:
+        return hmac.new(self._secret, patient_id.encode(), hashlib.sha256).hexdigest()
+
+    def __repr__(self) -> str:  # keeps the key out of debug output
+        return "PatientHasher(<secret>)"
+
+
+def patient_hasher(configured: str | None, instance_path: str) -> PatientHasher:
+    """The configured secret, else one generated once and kept (mode 0600) in the instance folder."""
+    if configured:
+        return PatientHasher(configured.encode())
+    path = Path(instance_path, "patient-hash.secret")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_hex(32))
+    return PatientHasher(path.read_text().strip().encode())

@@ -1,0 +1,116 @@
+"""The feedback report: per card type and knowledge version, what clinicians did with the cards.
+
+Issued, accepted (and which suggestions), overridden, no response, acceptance rate (accepted / issued), override
+reasons with counts, and how many overrides carried a comment. Feedback whose card is not in the ledger (an earlier
+deployment, another database) is counted apart as `unknown cards`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, select
+
+from cds_service.storage.models import Feedback, IssuedCard, IssuedSuggestion
+
+
+@dataclass
+class CardTypeStats:
+    card_type: str
+    knowledge_version: str
+    issued: int = 0
+    accepted: int = 0
+    overridden: int = 0
+    no_response: int = 0
+    accepted_suggestions: Counter[str] = field(default_factory=Counter)
+    override_reasons: Counter[str] = field(default_factory=Counter)
+    comments: int = 0
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.issued if self.issued else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "cardType": self.card_type, "knowledgeVersion": self.knowledge_version, "issued": self.issued,
+            "accepted": self.accepted, "overridden": self.overridden, "noResponse": self.no_response,
+            "acceptanceRate": round(self.acceptance_rate, 4),
+            "acceptedSuggestions": dict(self.accepted_suggestions.most_common()),
+            "overrideReasons": dict(self.override_reasons.most_common()), "comments": self.comments,
+        }
+
+
+@dataclass
+class FeedbackReport:
+    since: datetime | None
+    rows: list[CardTypeStats]
+    unknown_card_feedback: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"since": self.since.isoformat() if self.since else None,
+                "cardTypes": [row.as_json() for row in self.rows],
+                "unknownCardFeedback": self.unknown_card_feedback}
+
+
+def feedback_report(engine: Engine, since: datetime | None = None) -> FeedbackReport:
+    cards_query = select(IssuedCard.card_uuid, IssuedCard.card_type, IssuedCard.knowledge_version)
+    if since is not None:
+        cards_query = cards_query.where(IssuedCard.issued_at >= since)
+    with engine.connect() as connection:
+        cards = {uid: (card_type, version) for uid, card_type, version in connection.execute(cards_query)}
+        known = set(connection.execute(select(IssuedCard.card_uuid)).scalars())
+        labels = dict(connection.execute(select(IssuedSuggestion.suggestion_uuid, IssuedSuggestion.label)).all())
+        feedback = connection.execute(select(Feedback.card_uuid, Feedback.outcome, Feedback.accepted_suggestions,
+                                             Feedback.override_code, Feedback.override_display,
+                                             Feedback.has_comment)).all()
+    stats: dict[tuple[str, str], CardTypeStats] = {}
+    for card_type, version in cards.values():
+        key = (card_type, version)
+        stats.setdefault(key, CardTypeStats(card_type, version)).issued += 1
+    outcomes: dict[str, set[str]] = defaultdict(set)
+    unknown = 0
+    for card_uuid, outcome, accepted, code, display, has_comment in feedback:
+        if card_uuid not in known:
+            unknown += 1
+            continue
+        if card_uuid not in cards:
+            continue  # issued before --since
+        row = stats[cards[card_uuid]]
+        outcomes[card_uuid].add(outcome)
+        if outcome == "accepted":
+            for suggestion in orjson.loads(accepted):
+                row.accepted_suggestions[labels.get(suggestion, "unknown suggestion")] += 1
+        elif code or display:
+            row.override_reasons[display or code] += 1
+        row.comments += int(bool(has_comment))
+    for card_uuid, key in cards.items():
+        row = stats[key]
+        seen = outcomes.get(card_uuid, set())
+        row.accepted += "accepted" in seen
+        row.overridden += "overridden" in seen and "accepted" not in seen
+        row.no_response += not seen
+    ordered = sorted(stats.values(), key=lambda r: (r.card_type, r.knowledge_version))
+    return FeedbackReport(since, ordered, unknown)
+
+
+def report_text(report: FeedbackReport) -> str:
+    """The report as a plain-text table for the terminal."""
+    header = f"{'card type':24} {'knowledge':22} {'issued':>6} {'accept':>6} {'overr.':>6} {'none':>6} {'rate':>6}"
+    lines = [header, "-" * len(header)]
+    for row in report.rows:
+        lines.append(f"{row.card_type:24} {row.knowledge_version:22} {row.issued:6} {row.accepted:6} "
+                     f"{row.overridden:6} {row.no_response:6} {row.acceptance_rate:6.0%}")
+        for label, count in row.accepted_suggestions.most_common():
+            lines.append(f"{'':26}accepted: {label} ({count})")
+        for reason, count in row.override_reasons.most_common():
+            lines.append(f"{'':26}override: {reason} ({count})")
+        if row.comments:
+            lines.append(f"{'':26}comments: {row.comments}")
+    if not report.rows:
+        lines.append("No cards issued" + (f" since {report.since.date()}" if report.since else "") + ".")
+    lines.append(f"Feedback for cards not in the ledger: {report.unknown_card_feedback}")
+    return "\n".join(lines)
