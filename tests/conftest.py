@@ -12,9 +12,9 @@ from tests.support import SchemaCheckingClient
 
 @pytest.fixture(autouse=True)
 def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No CDS_* variable of the developer's shell leaks into a test."""
+    """No CDS_* setting of the developer's shell leaks into a test (CDS_TEST_* say where test servers are)."""
     for name in list(os.environ):
-        if name.startswith("CDS_"):
+        if name.startswith("CDS_") and not name.startswith("CDS_TEST_"):
             monkeypatch.delenv(name)
 
 

@@ -1,0 +1,272 @@
+"""Storage on SQLite and on a real PostgreSQL server: migrations, ledger, idempotent feedback, report, concurrency.
+
+The PostgreSQL half needs CDS_TEST_POSTGRES_URL (a role allowed to create databases); `.ci/run` installs and starts
+PostgreSQL and always sets it, so in CI these tests run on both databases.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from alembic import command
+from click.testing import CliRunner
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from sqlalchemy import create_engine, func, inspect, make_url, select, text
+from werkzeug.serving import make_server
+
+from cds_service.cli import main
+from cds_service.fixtures import find_fixture
+from cds_service.services import patient_view
+from cds_service.storage.database import create_database_engine
+from cds_service.storage.ledger import CardLedger, IssuedCardRow
+from cds_service.storage.migrate import alembic_config, current_revision, upgrade
+from cds_service.storage.models import Feedback, IssuedCard, IssuedSuggestion
+from tests.support import assert_operation_outcome
+
+PV = "/cds-services/fbss-miss-advisor"
+FEEDBACK = PV + "/feedback"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
+        return
+    admin_url = os.environ.get("CDS_TEST_POSTGRES_URL")
+    if not admin_url:
+        pytest.skip("no PostgreSQL server given (CDS_TEST_POSTGRES_URL); .ci/run always gives one")
+    name = f"cds_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def store_app(make_app, database_url):
+    app = make_app(DATABASE_URL=database_url)
+    yield app
+    app.extensions["cds.ledger"].close()
+    app.extensions["cds.database"].dispose()
+
+
+def item(card=None, outcome="overridden", when="2025-06-01T12:05:31Z", **extra):
+    feedback = {"card": card or str(uuid.uuid4()), "outcome": outcome, "outcomeTimestamp": when}
+    feedback.update(extra)
+    return feedback
+
+
+def count(app, model) -> int:
+    with app.extensions["cds.database"].connect() as connection:
+        return connection.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def test_migrations_from_empty_to_head_and_back(database_url):
+    engine = create_database_engine(database_url)
+    try:
+        assert current_revision(engine) is None
+        upgrade(engine)
+        assert current_revision(engine) == "0002"
+        assert {"seen_token", "issued_card", "issued_suggestion", "feedback"} <= set(inspect(engine).get_table_names())
+        upgrade(engine, "0001")  # no-op: already past it
+        command.downgrade(alembic_config(engine), "base")
+        assert "feedback" not in inspect(engine).get_table_names()
+        upgrade(engine)
+        assert current_revision(engine) == "0002"
+    finally:
+        engine.dispose()
+
+
+def test_feedback_sent_twice_is_one_record(store_app):
+    client = store_app.test_client()
+    body = {"feedback": [item(outcome="accepted", acceptedSuggestions=[{"id": "s-1"}])]}
+    assert client.post(FEEDBACK, json=body).status_code == 200
+    assert client.post(FEEDBACK, json=body).status_code == 200
+    assert count(store_app, Feedback) == 1
+
+
+def test_different_feedback_for_one_card_is_kept(store_app):
+    card = str(uuid.uuid4())
+    client = store_app.test_client()
+    client.post(FEEDBACK, json={"feedback": [item(card, when="2025-06-01T12:00:00Z")]})
+    client.post(FEEDBACK, json={"feedback": [item(card, outcome="accepted", acceptedSuggestions=[{"id": "x"}],
+                                                   when="2025-06-01T12:10:00Z")]})
+    assert count(store_app, Feedback) == 2
+
+
+def test_feedback_for_an_unknown_card_is_stored_and_reported_apart(store_app):
+    assert store_app.test_client().post(FEEDBACK, json={"feedback": [item()]}).status_code == 200
+    assert count(store_app, Feedback) == 1
+    report = orjson.loads(store_app.test_client().get("/analytics/feedback").get_data())
+    assert report["unknownCardFeedback"] == 1 and report["cardTypes"] == []
+
+
+def test_malformed_feedback_is_400_and_nothing_is_stored(store_app):
+    response = store_app.test_client().post(FEEDBACK, json={"feedback": [item(outcome="ignored")]})
+    assert_operation_outcome(response, 400, "outcome")
+    assert count(store_app, Feedback) == 0
+
+
+def test_eight_concurrent_clients_posting_500_items_each_lose_nothing(store_app):
+    errors: list[str] = []
+
+    def client_run(index: int) -> None:
+        client = store_app.test_client()
+        for n in range(500):
+            response = client.post(FEEDBACK, json={"feedback": [item(f"c{index}-{n}")]})
+            if response.status_code != 200:
+                errors.append(f"{index}/{n}: {response.status_code}")
+
+    threads = [threading.Thread(target=client_run, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert count(store_app, Feedback) == 4000
+
+
+def test_the_ledger_loses_nothing_on_close(database_url):
+    engine = create_database_engine(database_url)
+    upgrade(engine)
+    ledger = CardLedger(engine, flush_interval=5)
+    now = datetime.now(UTC)
+    rows = [IssuedCardRow(str(uuid.uuid4()), "fbss-imaging", "svc", "patient-view", "hi", "v1", "h" * 64, now,
+                          ((str(uuid.uuid4()), "Order MRI"),)) for _ in range(450)]
+    ledger.record(rows)
+    ledger.close()
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(IssuedCard)).scalar_one() == 450
+        assert connection.execute(select(func.count()).select_from(IssuedSuggestion)).scalar_one() == 450
+    engine.dispose()
+
+
+def issue_cards(app, fixture_name="recurrent-herniation"):
+    """A real hook call; returns the cards, with the ledger written."""
+    fixture = find_fixture(fixture_name)
+    app.extensions["cds.clock"] = lambda: fixture.anchor
+    body = fixture.hook_request(patient_view.SERVICE.prefetch, fixture.anchor)
+    cards = orjson.loads(app.test_client().post(PV, json=body).get_data())["cards"]
+    app.extensions["cds.ledger"].flush()
+    return cards
+
+
+def test_the_ledger_keeps_ids_and_a_patient_hash_never_the_patient_id(store_app):
+    cards = issue_cards(store_app)
+    with store_app.extensions["cds.database"].connect() as connection:
+        rows = connection.execute(select(IssuedCard)).all()
+    assert {row.card_uuid for row in rows} == {card["uuid"] for card in cards}
+    assert {row.card_type for row in rows} == {"fbss-imaging", "revision-referral"}
+    assert all(row.knowledge_version == store_app.extensions["cds.knowledge_version"] for row in rows)
+    patient_id = find_fixture("recurrent-herniation").patient_id
+    assert all(row.patient_hash != patient_id and len(row.patient_hash) == 64 for row in rows)
+    assert len({row.patient_hash for row in rows}) == 1
+    assert count(store_app, IssuedSuggestion) == sum(len(card.get("suggestions", [])) for card in cards)
+
+
+def test_a_hook_call_followed_by_feedback_gives_the_right_report(store_app):
+    first = issue_cards(store_app)
+    second = issue_cards(store_app)
+    imaging = [c for c in first + second if c["source"]["topic"]["code"] == "fbss-imaging"]
+    referral = [c for c in first + second if c["source"]["topic"]["code"] == "revision-referral"]
+    mri = imaging[0]["suggestions"][0]
+    feedback = [
+        item(imaging[0]["uuid"], outcome="accepted", acceptedSuggestions=[{"id": mri["uuid"]}]),
+        item(referral[0]["uuid"], overrideReason={"reason": {"code": "already-referred", "system":
+                                                                    "urn:spine-cds:override-reason",
+                                                             "display": "Already referred"},
+                                                  "userComment": "seen by Dr X last week"}),
+        item(referral[1]["uuid"], overrideReason={"reason": {"code": "patient-declined",
+                                                             "display": "Patient declined"}}),
+    ]
+    client = store_app.test_client()
+    assert client.post(FEEDBACK, json={"feedback": feedback}).status_code == 200
+    assert client.post(FEEDBACK, json={"feedback": feedback[:1]}).status_code == 200  # re-sent: no double count
+    report = orjson.loads(client.get("/analytics/feedback").get_data())
+    by_type = {row["cardType"]: row for row in report["cardTypes"]}
+    assert by_type["fbss-imaging"] == {
+        "cardType": "fbss-imaging", "knowledgeVersion": store_app.extensions["cds.knowledge_version"],
+        "issued": 2, "accepted": 1, "overridden": 0, "noResponse": 1, "acceptanceRate": 0.5,
+        "acceptedSuggestions": {mri["label"]: 1}, "overrideReasons": {}, "comments": 0}
+    assert by_type["revision-referral"]["overridden"] == 2 and by_type["revision-referral"]["accepted"] == 0
+    assert by_type["revision-referral"]["overrideReasons"] == {"Already referred": 1, "Patient declined": 1}
+    assert by_type["revision-referral"]["comments"] == 1
+    assert report["unknownCardFeedback"] == 0
+    # The comment's text is not stored (free text may hold PHI).
+    with store_app.extensions["cds.database"].connect() as connection:
+        dumped = str(connection.execute(select(Feedback)).all())
+    assert "Dr X" not in dumped
+
+
+def test_report_since_filters_by_issue_date(store_app):
+    issue_cards(store_app)
+    later = orjson.loads(store_app.test_client().get("/analytics/feedback?since=2099-01-01").get_data())
+    assert later["cardTypes"] == []
+    assert_operation_outcome(store_app.test_client().get("/analytics/feedback?since=soon"), 400, "since")
+
+
+def test_feedback_report_command(store_app, database_url, monkeypatch):
+    cards = issue_cards(store_app)
+    store_app.test_client().post(FEEDBACK, json={"feedback": [item(cards[0]["uuid"])]})
+    monkeypatch.setenv("CDS_DATABASE_URL", database_url)
+    text_report = CliRunner().invoke(main, ["feedback-report"])
+    assert text_report.exit_code == 0, text_report.output
+    assert "fbss-imaging" in text_report.output and "revision-referral" in text_report.output
+    as_json = CliRunner().invoke(main, ["feedback-report", "--json", "--since", "2000-01-01"])
+    rows = {row["cardType"]: row for row in orjson.loads(as_json.output)["cardTypes"]}
+    assert rows["fbss-imaging"]["overridden"] == 1 and rows["revision-referral"]["noResponse"] == 1
+
+
+def _browser_available() -> bool:
+    return bool(shutil.which("chromium") and shutil.which("chromedriver"))
+
+
+@pytest.mark.skipif(not os.environ.get("CDS_TEST_BROWSER") and not _browser_available(),
+                    reason="no Chromium (CDS_TEST_BROWSER unset); .ci/run installs it")
+def test_analytics_page_in_headless_chromium(make_app, tmp_path):
+    app = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'page.sqlite3'}")
+    cards = issue_cards(app)
+    app.test_client().post(FEEDBACK, json={"feedback": [
+        item(cards[0]["uuid"], outcome="accepted", acceptedSuggestions=[{"id": cards[0]["suggestions"][0]["uuid"]}]),
+        item(cards[1]["uuid"], overrideReason={"reason": {"code": "already-referred", "display": "Already referred"}}),
+    ]})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1200,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
+    try:
+        driver.get(f"http://127.0.0.1:{server.server_port}/analytics")
+        rows = driver.find_elements(By.CSS_SELECTOR, "#feedback-table tbody tr")
+        table = {r.find_elements(By.TAG_NAME, "td")[0].text: [c.text for c in r.find_elements(By.TAG_NAME, "td")]
+                 for r in rows}
+        assert table["fbss-imaging"][2:7] == ["1", "1", "0", "0", "100%"]
+        assert table["revision-referral"][2:7] == ["1", "0", "1", "0", "0%"]
+        assert "Already referred (1)" in table["revision-referral"][8]
+        bars = driver.find_elements(By.CSS_SELECTOR, "#acceptance-chart rect.bar")
+        assert len(bars) == 2
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "analytics.png"))
+    finally:
+        driver.quit()
+        server.shutdown()
