@@ -24,6 +24,7 @@ from cds_service.jsonio import OrjsonProvider
 from cds_service.knowledge_version import knowledge_version
 from cds_service.logs import install_request_logging, install_security_headers
 from cds_service.render.cards import CardRenderer
+from cds_service.sandbox import page as sandbox_page
 from cds_service.security.issuers import load_trusted_issuers
 from cds_service.security.keys import KeyStore
 from cds_service.security.middleware import install_authentication
@@ -78,6 +79,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     for blueprint in (discovery.bp, invocation.bp, feedback.bp, health.bp, openapi.bp, analytics.bp):
         app.register_blueprint(blueprint)
+    if not settings.is_production:
+        app.register_blueprint(sandbox_page.bp)  # the built-in sandbox is a local tool, never served in production
     return app
 
 
@@ -121,4 +124,6 @@ def _install_cors(app: Flask, settings: Settings) -> None:
         expose_headers=["X-Request-ID"],
         supports_credentials=False,
         max_age=600,
+        # Chrome's Private Network Access: the public CDS Hooks Sandbox (an https site) calling a local service.
+        allow_private_network=not settings.is_production,
     )

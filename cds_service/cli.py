@@ -88,6 +88,24 @@ def feedback_report_command(since: str | None, as_json: bool) -> None:
     click.echo(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() if as_json else report_text(report))
 
 
+@main.command("fixtures-server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=8081, show_default=True, help="Port to listen on.")
+@click.option("--at", "at", default=None, help="Roll the fixtures' dates to this day (YYYY-MM-DD); default today.")
+@click.option("--fixtures", "folder", default=None, help="Fixtures folder (default: ./fhir_fixtures).")
+def fixtures_server(host: str, port: int, at: str | None, folder: str | None) -> None:
+    """Serve the fixture patients as a read-only FHIR R4 endpoint (sandbox use only, not for production)."""
+    from werkzeug.serving import run_simple  # noqa: PLC0415
+
+    from cds_service.fixtures import noon  # noqa: PLC0415
+    from cds_service.sandbox.fhir_server import create_fixtures_server  # noqa: PLC0415
+
+    configure_logging("INFO")
+    app = create_fixtures_server(folder, noon(at))
+    click.echo(f"fixtures FHIR server (sandbox use only) on http://{host}:{port}", err=True)
+    run_simple(host, port, app, threaded=True)
+
+
 @main.command()
 @click.argument("fixture", required=False)
 @click.option("--hook", default=None, type=click.Choice(["patient-view", "order-select", "order-sign"]),

@@ -60,6 +60,28 @@ class Fixture:
         }
 
 
+def order_context(fixture: Fixture, hook: str, order: str | None, at: datetime) -> dict[str, Any] | None:
+    """The draft orders (and, for order-select, the selection: `order`, else the fixture's own, else every draft order)
+    of an order hook call, date-rolled to `at`; None for patient-view. LookupError when there is no such order."""
+    if hook == "patient-view":
+        return None
+    drafts = fixture.draft_orders
+    if drafts is None:
+        raise LookupError(f"fixture {fixture.name} has no draft orders for {hook}")
+    context: dict[str, Any] = {"draftOrders": drafts}
+    references = [f"{e['resource']['resourceType']}/{e['resource'].get('id')}" for e in drafts.get("entry", [])]
+    if hook == "order-select":
+        own = (fixture.expected.get("context") or {}).get("selections") if fixture.expected["hook"] == hook else None
+        if order is not None:
+            chosen = [r for r in references if r == order or r.split("/", 1)[1] == order]
+            if not chosen:
+                raise LookupError(f"no draft order {order!r} in {fixture.name} (orders: {', '.join(references)})")
+            context["selections"] = chosen
+        else:
+            context["selections"] = own or references
+    return roll(context, (at.date() - fixture.anchor.date()).days)
+
+
 def fixtures_dir(path: str | Path | None = None) -> Path:
     """The fixtures folder: the given one, ./fhir_fixtures, or the one beside the package (source checkout)."""
     if path:

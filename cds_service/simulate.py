@@ -11,8 +11,7 @@ import orjson
 from flask import Flask
 
 from cds_service.app import create_app
-from cds_service.fhir.dateroll import roll
-from cds_service.fixtures import Fixture, check, find_fixture, load_fixtures, noon
+from cds_service.fixtures import Fixture, check, find_fixture, load_fixtures, noon, order_context
 
 _MARK = {"critical": "[CRITICAL]", "warning": "[WARNING]", "info": "[INFO]"}
 
@@ -24,39 +23,13 @@ def _app(instance: str | None = None) -> Flask:
     return create_app(config)
 
 
-def order_context(fixture: Fixture, hook: str, order: str | None) -> dict[str, Any] | None:
-    """The draft orders (and, for order-select, the selection) of an order hook call; None for patient-view."""
-    if hook == "patient-view":
-        return None
-    drafts = fixture.draft_orders
-    if drafts is None:
-        raise LookupError(f"fixture {fixture.name} has no draft orders for {hook}")
-    context: dict[str, Any] = {"draftOrders": drafts}
-    references = [f"{e['resource']['resourceType']}/{e['resource'].get('id')}" for e in drafts.get("entry", [])]
-    if hook == "order-select":
-        own = (fixture.expected.get("context") or {}).get("selections") if fixture.expected["hook"] == hook else None
-        if order is not None:
-            chosen = [r for r in references if r == order or r.split("/", 1)[1] == order]
-            if not chosen:
-                raise LookupError(f"no draft order {order!r} in {fixture.name} (orders: {', '.join(references)})")
-            context["selections"] = chosen
-        else:
-            context["selections"] = own or references
-    return context
-
-
 def call(app: Flask, fixture: Fixture, hook: str, at: datetime, order: str | None = None) -> tuple[int, dict[str, Any]]:
     """POST the fixture's hook request (prefetch from the service's own templates) with the clock pinned at `at`."""
     service = next(s for s in app.extensions["cds.services"] if s.hook == hook)
     app.extensions["cds.clock"] = lambda: at
-    body = fixture.hook_request(service.prefetch, at, hook=hook, context=_rolled(order_context(fixture, hook, order),
-                                                                                fixture, at))
+    body = fixture.hook_request(service.prefetch, at, hook=hook, context=order_context(fixture, hook, order, at))
     response = app.test_client().post(f"/cds-services/{service.id}", json=body)
     return response.status_code, orjson.loads(response.get_data())
-
-
-def _rolled(context: dict[str, Any] | None, fixture: Fixture, at: datetime) -> dict[str, Any] | None:
-    return roll(context, (at.date() - fixture.anchor.date()).days) if context else None
 
 
 def render_text(cards: list[dict[str, Any]]) -> str:

@@ -99,6 +99,8 @@ def _markdown_problems(detail: str) -> list[str]:
     for before, line in itertools.pairwise(lines):
         if before.startswith("- ") and line and not line.startswith("- "):
             problems.append(f"paragraph glued to a list: {line[:40]}")
+        if line.startswith("- ") and before and not before.startswith("- "):
+            problems.append(f"list glued under a paragraph (needs a blank line): {before[:40]}")
         if line.startswith("**") and before and not before.startswith("**"):
             problems.append(f"heading glued to a paragraph: {line[:40]}")
     return problems

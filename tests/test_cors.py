@@ -45,3 +45,16 @@ def test_configured_origins_only(make_app):
 def test_health_endpoints_are_not_cross_origin(client):
     response = client.get("/healthz", headers={"Origin": "https://sandbox.cds-hooks.org"})
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_local_service_answers_private_network_preflight(client):
+    """Chrome asks before an https page (the public CDS Hooks Sandbox) may call a service on localhost."""
+    response = client.options("/cds-services", headers={**PREFLIGHT, "Access-Control-Request-Private-Network": "true"})
+    assert response.headers["Access-Control-Allow-Private-Network"] == "true"
+
+
+def test_production_does_not_allow_private_network_access(make_app):
+    client = make_app(PROFILE="production", CORS_ORIGINS=("https://ehr.example.org",)).test_client()
+    response = client.options("/cds-services", headers={**PREFLIGHT, "Origin": "https://ehr.example.org",
+                                                         "Access-Control-Request-Private-Network": "true"})
+    assert response.headers.get("Access-Control-Allow-Private-Network") != "true"
