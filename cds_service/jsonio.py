@@ -23,17 +23,24 @@ def compact(value: Any) -> Any:
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            kept = compact(item)
-            if not _is_empty(kept):
-                out[key] = kept
+            if isinstance(item, dict | list | tuple):
+                item = compact(item)  # noqa: PLW2901 (the compacted value replaces the original)
+                if item:
+                    out[key] = item
+            elif item is not None and item != "":
+                out[key] = item
         return out
     if isinstance(value, list | tuple):
-        return [item for item in (compact(item) for item in value) if not _is_empty(item)]
+        kept = []
+        for item in value:
+            if isinstance(item, dict | list | tuple):
+                item = compact(item)  # noqa: PLW2901
+                if item:
+                    kept.append(item)
+            elif item is not None and item != "":
+                kept.append(item)
+        return kept
     return value
-
-
-def _is_empty(value: Any) -> bool:
-    return value is None or (isinstance(value, str | list | dict) and not value)
 
 
 def dumps(value: Any) -> bytes:

@@ -12,10 +12,11 @@ import logging
 import re
 import sys
 import time
-import uuid
 
 from flask import Flask, Response, g, request
 from pythonjsonlogger.json import JsonFormatter
+
+from cds_service.ids import new_uuid
 
 request_log = logging.getLogger("cds_service.request")
 
@@ -57,12 +58,12 @@ def install_request_logging(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _INCOMING_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = incoming if _INCOMING_REQUEST_ID.match(incoming) else new_uuid().replace("-", "")
         g.started = time.perf_counter()
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
+        request_id = getattr(g, "request_id", None) or new_uuid().replace("-", "")
         response.headers["X-Request-ID"] = request_id
         started = getattr(g, "started", None)
         duration_ms = round((time.perf_counter() - started) * 1000, 3) if started else None

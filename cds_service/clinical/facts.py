@@ -25,7 +25,7 @@ from cds_service.fhir.record import (
     PatientRecord,
     codeable_text,
 )
-from cds_service.terminology.valuesets import Member, ValueSet, canonical_system, value_set
+from cds_service.terminology.valuesets import Member, ValueSet, canonical_system, members_for, value_set
 
 _REGION_WORDS = (
     ("cervical", re.compile(r"(?i)\b(cervical|neck|c[1-7](-c?[1-7])?)\b")),
@@ -210,23 +210,37 @@ _CONDITION_VALUE_SETS = ("VS-02", "VS-04", "VS-06", "VS-07", "VS-08", "VS-09", "
 _OBSERVATION_VALUE_SETS = ("VS-LAB-A1C", "VS-12", "VS-13", "VS-PAIN")
 
 
+def _by_value_set(entries: Iterable[Any], vs_ids: tuple[str, ...], when: str) -> dict[str, tuple]:
+    """(entry, evidence, member) per value set, looking each coding up once in the combined index; an entry counts
+    once per value set, by its first coding that is a member (as ValueSet.match does)."""
+    wanted = frozenset(vs_ids)
+    out: dict[str, list] = {vs_id: [] for vs_id in vs_ids}
+    for entry in entries:
+        code = entry.code
+        codings = code.get("coding") if isinstance(code, dict) else None
+        if not isinstance(codings, list):
+            continue
+        seen: set[str] = set()
+        for coding in codings:
+            if not isinstance(coding, dict):
+                continue
+            for member in members_for(coding.get("system"), coding.get("code")):
+                vs_id = member.value_set
+                if vs_id in wanted and vs_id not in seen:
+                    seen.add(vs_id)
+                    out[vs_id].append((entry, _evidence(entry.reference, member.display, coding, member,
+                                                        getattr(entry, when)), member))
+    return {vs_id: tuple(items) for vs_id, items in out.items()}
+
+
 def _conditions_by_value_set(record: PatientRecord) -> dict[str, tuple[tuple[ConditionEntry, Evidence, Member], ...]]:
-    out = {}
-    for vs_id in _CONDITION_VALUE_SETS:
-        vs = value_set(vs_id)
-        out[vs_id] = tuple((entry, _evidence(entry.reference, member.display, coding, member, entry.onset), member)
-                           for entry, coding, member in _matched(vs, record.conditions))
-    return out
+    return _by_value_set(record.conditions, _CONDITION_VALUE_SETS, "onset")
 
 
 def _observations_by_value_set(
         record: PatientRecord) -> dict[str, tuple[tuple[ObservationEntry, Evidence, Member], ...]]:
-    out = {}
-    for vs_id in _OBSERVATION_VALUE_SETS:
-        vs = value_set(vs_id)
-        out[vs_id] = tuple((entry, _evidence(entry.reference, member.display, coding, member, entry.effective), member)
-                           for entry, coding, member in _matched(vs, record.observations) if entry.effective)
-    return out
+    dated = [entry for entry in record.observations if entry.effective is not None]
+    return _by_value_set(dated, _OBSERVATION_VALUE_SETS, "effective")
 
 
 def _surgeries(record: PatientRecord, conditions: Mapping[str, tuple]) -> tuple[Surgery, ...]:

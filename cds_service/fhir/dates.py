@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 _PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
@@ -27,6 +28,12 @@ def parse_datetime(value: Any) -> datetime | None:
     """A FHIR date/dateTime/instant string as an aware UTC datetime, or None."""
     if not isinstance(value, str) or not value:
         return None
+    return _parse(value)
+
+
+@lru_cache(maxsize=100_000)
+def _parse(value: str) -> datetime | None:
+    """Cached: records repeat the same dates, and datetimes are immutable."""
     match = _PARTIAL.match(value)
     try:
         if match:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from cds_service.clinical.model import Evidence, Finding
+from cds_service.ids import new_uuid
 from cds_service.render.catalogue import CARD_TYPE_SYSTEM, Catalogue, load_catalogue, short
 from cds_service.render.citation import cite, md
 from cds_service.render.suggestions import reason_codes, render_suggestion
@@ -49,7 +49,7 @@ class CardRenderer:
         suggestions = [s for s in (render_suggestion(item, self.catalogue, template.suggestion_descriptions,
                                                      patient_id, reasons) for item in finding.suggestions) if s]
         card: dict[str, Any] = {
-            "uuid": str(uuid.uuid4()),
+            "uuid": new_uuid(),
             "summary": summary,
             "detail": detail,
             "indicator": template.indicator,

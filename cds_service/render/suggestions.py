@@ -9,7 +9,6 @@ the request arrived.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -19,6 +18,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
 from cds_service.clinical.model import Evidence, Suggestion
+from cds_service.ids import new_uuid
 from cds_service.render.catalogue import Catalogue
 from cds_service.terminology.valuesets import CANONICAL_URIS
 
@@ -103,7 +103,7 @@ def render_suggestion(suggestion: Suggestion, catalogue: Catalogue, descriptions
             return None
         label = (catalogue.studies if suggestion.kind == "study" else catalogue.orders)[suggestion.key]["label"]
         actions.append({"type": "create", "description": description or label, "resource": resource})
-    rendered: dict[str, Any] = {"label": label, "uuid": str(uuid.uuid4()), "actions": actions}
+    rendered: dict[str, Any] = {"label": label, "uuid": new_uuid(), "actions": actions}
     if suggestion.recommended:
         rendered["isRecommended"] = True
     return rendered

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from types import MappingProxyType
 from typing import Any
@@ -136,9 +136,9 @@ class ValueSet:
             return None
         for coding in codings:
             if isinstance(coding, dict):
-                member = self.lookup(coding.get("system"), coding.get("code"))
-                if member is not None:
-                    return coding, member
+                for member in members_for(coding.get("system"), coding.get("code")):
+                    if member.value_set == self.id:
+                        return coding, member
         return None
 
     def matches(self, codeable: Any) -> Iterator[tuple[dict[str, Any], Member]]:
@@ -223,3 +223,45 @@ def value_sets() -> Mapping[str, ValueSet]:
 
 def value_set(vs_id: str) -> ValueSet:
     return value_sets()[vs_id]
+
+
+@cache
+def _combined_index() -> tuple[dict[tuple[str, str], tuple[Member, ...]], dict[str, tuple[tuple[int, dict], ...]]]:
+    """Every value set's members in one exact table and one prefix table per system (built once)."""
+    exact: dict[tuple[str, str], list[Member]] = {}
+    prefixes: dict[str, dict[int, dict[str, list[Member]]]] = {}
+    for value_set_ in value_sets().values():
+        for member in value_set_.members:
+            if member.prefix:
+                prefixes.setdefault(member.system, {}).setdefault(len(member.code), {}).setdefault(
+                    member.code, []).append(member)
+            else:
+                exact.setdefault((member.system, member.code), []).append(member)
+    frozen_exact = {key: tuple(members) for key, members in exact.items()}
+    frozen_prefixes = {system: tuple(sorted(((length, {code: tuple(ms) for code, ms in table.items()})
+                                             for length, table in by_length.items()), key=lambda item: -item[0]))
+                       for system, by_length in prefixes.items()}
+    return frozen_exact, frozen_prefixes
+
+
+def members_for(system: Any, code: Any) -> tuple[Member, ...]:
+    """Every value-set member a coding matches, across all value sets: exact matches first, then prefix matches from
+    the longest prefix down — so the first member of a value set in the result is that set's most specific match.
+    Cached by the coding as written: the request path resolves each distinct code once per process."""
+    if not isinstance(system, str) or not isinstance(code, str):
+        return ()  # checked before the cache, which needs hashable arguments
+    return _members_for(system, code)
+
+
+@lru_cache(maxsize=200_000)
+def _members_for(system: str, code: str) -> tuple[Member, ...]:
+    canonical = canonical_system(system)
+    normal = normalise_code(canonical, code) if canonical else None
+    if canonical is None or normal is None:
+        return ()
+    exact, prefixes = _combined_index()
+    found = list(exact.get((canonical, normal), ()))
+    for length, table in prefixes.get(canonical, ()):
+        if len(normal) >= length:
+            found.extend(table.get(normal[:length], ()))
+    return tuple(found)
