@@ -28,6 +28,10 @@ def test_wheel_carries_the_package_data(tmp_path):
     templates = {f"cds_service/card_templates/{p.name}" for p in (ROOT / "cards").iterdir()
                  if p.suffix in (".yaml", ".json")}
     assert templates and templates <= names
+    pages_and_migrations = {str(p.relative_to(ROOT)) for pattern in ("*.html", "*.mako", "migrations/**/*.py")
+                            for p in (ROOT / "cds_service").rglob(pattern)}
+    assert {"cds_service/http/templates/analytics.html", "cds_service/sandbox/templates/sandbox.html",
+            "cds_service/storage/migrations/versions/0002_ledger_and_feedback.py"} <= pages_and_migrations <= names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "cds-service = cds_service.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

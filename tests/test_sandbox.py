@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,8 +12,6 @@ from pathlib import Path
 import orjson
 import pytest
 import requests
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -25,8 +21,8 @@ from werkzeug.serving import make_server
 from cds_service.fixtures import find_fixture, load_fixtures, suggested_codes
 from cds_service.sandbox.fhir_server import create_fixtures_server
 from cds_service.storage.models import Feedback, IssuedCard
+from tests.browser import ARTIFACTS, headless_chromium, requires_browser
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 TODAY = find_fixture("01").anchor  # the fixtures server rolls dates to the instant the tests pin
 
 
@@ -154,23 +150,11 @@ def test_the_sandbox_page_is_not_served_in_production(make_app):
     assert make_app(PROFILE="production").test_client().get("/sandbox").status_code == 404
 
 
-def _browser_available() -> bool:
-    return bool(shutil.which("chromium") and shutil.which("chromedriver"))
-
-
-@pytest.mark.skipif(not os.environ.get("CDS_TEST_BROWSER") and not _browser_available(),
-                    reason="no Chromium (CDS_TEST_BROWSER unset); .ci/run installs it")
+@requires_browser
 def test_the_sandbox_page_in_headless_chromium(app, tmp_path):
     app.extensions["cds.clock"] = lambda: TODAY
     served = Served(app)
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1200,1600"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
-                              options=options)
+    driver = headless_chromium(tmp_path / "chrome", "1200,1600")
     try:
         driver.get(f"{served.url}/sandbox")
         Select(driver.find_element(By.ID, "patient")).select_by_value("07-recurrent-herniation")

@@ -7,18 +7,14 @@ PostgreSQL and always sets it, so in CI these tests run on both databases.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 import pytest
 from alembic import command
 from click.testing import CliRunner
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from sqlalchemy import create_engine, func, inspect, make_url, select, text
 from werkzeug.serving import make_server
@@ -30,11 +26,11 @@ from cds_service.storage.database import create_database_engine
 from cds_service.storage.ledger import CardLedger, IssuedCardRow
 from cds_service.storage.migrate import alembic_config, current_revision, upgrade
 from cds_service.storage.models import Feedback, IssuedCard, IssuedSuggestion
+from tests.browser import ARTIFACTS, headless_chromium, requires_browser
 from tests.support import assert_operation_outcome
 
 PV = "/cds-services/fbss-miss-advisor"
 FEEDBACK = PV + "/feedback"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -232,12 +228,7 @@ def test_feedback_report_command(store_app, database_url, monkeypatch):
     assert rows["fbss-imaging"]["overridden"] == 1 and rows["revision-referral"]["noResponse"] == 1
 
 
-def _browser_available() -> bool:
-    return bool(shutil.which("chromium") and shutil.which("chromedriver"))
-
-
-@pytest.mark.skipif(not os.environ.get("CDS_TEST_BROWSER") and not _browser_available(),
-                    reason="no Chromium (CDS_TEST_BROWSER unset); .ci/run installs it")
+@requires_browser
 def test_analytics_page_in_headless_chromium(make_app, tmp_path):
     app = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'page.sqlite3'}")
     cards = issue_cards(app)
@@ -248,13 +239,7 @@ def test_analytics_page_in_headless_chromium(make_app, tmp_path):
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1200,900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
+    driver = headless_chromium(tmp_path / "chrome", "1200,900")
     try:
         driver.get(f"http://127.0.0.1:{server.server_port}/analytics")
         rows = driver.find_elements(By.CSS_SELECTOR, "#feedback-table tbody tr")
