@@ -22,12 +22,13 @@ def main() -> None:
               help="gunicorn sync workers (default: CDS_WORKERS, else one per core).")
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the CDS Hooks endpoints with gunicorn (the production server, also used by `make run`)."""
-    from cds_service.server import GunicornServer  # noqa: PLC0415 (gunicorn is needed by this command only)
-
     try:
         settings = load_settings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    _prepare_multiprocess_metrics()
+    from cds_service.server import GunicornServer  # noqa: PLC0415 (imports the app: after the metrics folder is set)
+
     configure_logging(settings.log_level)
     server = GunicornServer(
         settings,
@@ -40,6 +41,19 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     server.run()
 
 
+
+
+def _prepare_multiprocess_metrics() -> None:
+    """Workers keep their metrics in files in one fresh folder, so /metrics can add them up (prometheus-client)."""
+    import os  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="cds-service-metrics-")
+    os.makedirs(folder, exist_ok=True)
+    for stale in os.listdir(folder):
+        if stale.endswith(".db"):
+            os.remove(os.path.join(folder, stale))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
 
 
 @main.group()

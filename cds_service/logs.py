@@ -54,6 +54,9 @@ def install_security_headers(app: Flask) -> None:
 
 def install_request_logging(app: Flask) -> None:
     """Give each request an id (an incoming `X-Request-ID` if it is sane) and log one line when it ends."""
+    # Imported here, not at module level: `cds-service serve` imports this module before it sets up multiprocess
+    # metrics, and prometheus-client fixes its storage when first imported.
+    from cds_service.metrics import REQUEST_DURATION  # noqa: PLC0415
 
     @app.before_request
     def _start() -> None:
@@ -78,4 +81,7 @@ def install_request_logging(app: Flask) -> None:
             "cards": getattr(g, "card_count", None),
         }
         request_log.info("request", extra={k: v for k, v in fields.items() if v is not None})
+        if started is not None:
+            REQUEST_DURATION.labels(route=fields["route"] or "unmatched", service=fields["service"] or "",
+                                    status=str(response.status_code)).observe(time.perf_counter() - started)
         return response

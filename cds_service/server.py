@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from prometheus_client import multiprocess
 
 from cds_service.app import create_app
 from cds_service.config import Settings
@@ -48,6 +49,7 @@ class GunicornServer(BaseApplication):
         ledger = app.extensions["cds.ledger"]
         # A worker finishing cleanly writes what its ledger still holds (atexit also does, as a second line).
         self.cfg.set("worker_exit", lambda server, worker: ledger.close())
+        self.cfg.set("child_exit", lambda server, worker: multiprocess.mark_process_dead(worker.pid))
         gc.collect()
         gc.freeze()
         return app

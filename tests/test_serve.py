@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -64,6 +65,16 @@ def test_discovery_over_http(server):
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("application/json")
     assert len(response.json()["services"]) == 3
+
+
+def test_metrics_add_up_every_worker(server):
+    base, _ = server
+    for _ in range(12):
+        requests.get(f"{base}/cds-services", timeout=5)
+    text = requests.get(f"{base}/metrics", timeout=5).text
+    match = re.search(r'cds_request_duration_seconds_count\{route="/cds-services",service="",status="200"\} (\S+)',
+                      text)
+    assert match and float(match.group(1)) == 12.0  # two workers, one sum
 
 
 def test_server_runs_gunicorn_and_logs_json(server):

@@ -16,6 +16,7 @@ from cds_service.fhir.client import FetchPolicy, FhirClient, next_link
 from cds_service.fhir.record import items_of
 from cds_service.fhir.search import render_template
 from cds_service.hooks.request import HookRequest
+from cds_service.metrics import BACKFILL_DURATION, PREFETCH_KEYS, fetch_failure
 
 
 @dataclass(frozen=True)
@@ -69,20 +70,27 @@ def resolve_prefetch(request: HookRequest, templates: Mapping[str, str], client:
             unavailable[key] = "its prefetch template cannot be filled from the context"
             continue
         to_fetch[key] = query
+    PREFETCH_KEYS.labels(outcome="prefetched").inc(sum(1 for v in data.values() if v is not None))
+    PREFETCH_KEYS.labels(outcome="empty").inc(sum(1 for v in data.values() if v is None))
     if not to_fetch:
+        PREFETCH_KEYS.labels(outcome="unavailable").inc(len(unavailable))
         return Resolution(data, unavailable)
 
     token = request.fhir_authorization.access_token if request.fhir_authorization else None
     refusal = "no fhirServer to fetch from" if not request.fhir_server or client is None else \
         policy.refusal(request.fhir_server, token)
     if refusal:
+        fetch_failure(refusal)
+        PREFETCH_KEYS.labels(outcome="unavailable").inc(len(unavailable) + len(to_fetch))
         return Resolution(data, {**unavailable, **dict.fromkeys(to_fetch, refusal)})
 
-    results = client.fetch_all(request.fhir_server, token, to_fetch, policy)  # type: ignore[union-attr,arg-type]
+    with BACKFILL_DURATION.time():
+        results = client.fetch_all(request.fhir_server, token, to_fetch, policy)  # type: ignore[union-attr,arg-type]
     for key in to_fetch:
         result = results[key]
         if result.error is not None:
             unavailable[key] = result.error
+            fetch_failure(result.error)
         elif key in first_pages:
             merged = dict(first_pages[key])
             merged["entry"] = [*items_of(first_pages[key].get("entry")), *items_of(result.resource.get("entry"))]
@@ -90,4 +98,6 @@ def resolve_prefetch(request: HookRequest, templates: Mapping[str, str], client:
             data[key] = merged
         else:
             data[key] = result.resource
+    PREFETCH_KEYS.labels(outcome="backfilled").inc(sum(1 for key in to_fetch if key in data))
+    PREFETCH_KEYS.labels(outcome="unavailable").inc(len(unavailable))
     return Resolution(data, unavailable, tuple(to_fetch))

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.http.errors import operation_outcome
+from cds_service.metrics import exposition
 from cds_service.storage.database import ping
 
 bp = Blueprint("health", __name__)
@@ -17,6 +18,13 @@ log = logging.getLogger("cds_service.health")
 @bp.get("/healthz")
 def healthz() -> Response:
     return jsonify({"status": "ok"})
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics (no authentication, no patient data: restrict at the proxy if it must not be public)."""
+    body, content_type = exposition()
+    return Response(body, content_type=content_type)
 
 
 @bp.get("/readyz")

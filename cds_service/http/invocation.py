@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from cds_service import jsonio
 from cds_service.errors import InvalidRequest, UnknownService, UnsupportedMediaType
 from cds_service.hooks.request import HookRequest, parse_hook_request
+from cds_service.metrics import CARDS_ISSUED
 from cds_service.services.declaration import CdsServiceDeclaration
 from cds_service.services.runtime import Runtime
 from cds_service.storage.ledger import IssuedCardRow
@@ -57,6 +58,8 @@ def invoke(service_id: str) -> Response:
                       fetch_policy=extensions["cds.fetch_policy"])
     cards = [jsonio.compact(card) for card in service.advise(hook_request, runtime)]
     g.card_count = len(cards)
+    for card in cards:
+        CARDS_ISSUED.labels(card_type=card["source"]["topic"]["code"]).inc()
     extensions["cds.ledger"].record(ledger_rows(cards, service, hook_request, runtime.now))
     return jsonify({"cards": cards})
 

@@ -13,6 +13,7 @@ import logging
 from flask import Flask, current_app, g, request
 
 from cds_service.errors import AuthenticationFailed
+from cds_service.metrics import auth_failure
 from cds_service.security.verify import TokenVerifier
 
 log = logging.getLogger("cds_service.security")
@@ -48,5 +49,6 @@ def install_authentication(app: Flask, verifier: TokenVerifier, *, required: boo
 
 
 def _refuse(reason: str) -> None:
+    auth_failure(reason)
     log.warning("client authentication failed", extra={"request_id": g.get("request_id"), "reason": reason})
     raise AuthenticationFailed(reason)

@@ -12,6 +12,7 @@ from cds_service.errors import PreconditionFailed
 from cds_service.fhir.record import PatientRecord, build_record, iter_resources
 from cds_service.fhir.resolve import resolve_prefetch
 from cds_service.hooks.request import HookRequest
+from cds_service.metrics import PRECONDITION_FAILED
 from cds_service.services.runtime import Runtime
 
 REQUIRED_KEYS = ("patient", "conditions", "procedures")
@@ -22,6 +23,7 @@ def patient_record(request: HookRequest, templates: Mapping[str, str], runtime: 
     resolution = resolve_prefetch(request, templates, runtime.fhir_client, runtime.fetch_policy)
     required = {key: why for key, why in resolution.unavailable.items() if key in REQUIRED_KEYS}
     if required:
+        PRECONDITION_FAILED.inc()
         raise PreconditionFailed(
             "Required patient data could not be had: "
             + "; ".join(f"{key} ({why})" for key, why in sorted(required.items()))

@@ -1,0 +1,56 @@
+"""Prometheus metrics (GET /metrics). No patient data in any label: routes, service ids, card types, categories.
+
+Under gunicorn each worker is a process: `cds-service serve` sets PROMETHEUS_MULTIPROC_DIR (a fresh folder) before the
+app is imported, prometheus-client then keeps values in files there, and /metrics adds up every worker's values.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+REQUEST_DURATION = Histogram("cds_request_duration_seconds", "HTTP request duration by route, service and status",
+                             ["route", "service", "status"], buckets=_LATENCY_BUCKETS)
+CARDS_ISSUED = Counter("cds_cards_issued_total", "Cards returned, by card type", ["card_type"])
+PREFETCH_KEYS = Counter("cds_prefetch_keys_total", "Prefetch keys by how their data came: prefetched, empty (null), "
+                        "backfilled from the FHIR server, or unavailable", ["outcome"])
+BACKFILL_DURATION = Histogram("cds_backfill_duration_seconds", "Time spent reading from the FHIR server per hook call",
+                              buckets=_LATENCY_BUCKETS)
+BACKFILL_FAILURES = Counter("cds_backfill_failures_total", "FHIR-server reads that failed, by reason category",
+                            ["reason"])
+PRECONDITION_FAILED = Counter("cds_precondition_failed_total", "Hook calls answered 412 (required data missing)")
+AUTH_FAILURES = Counter("cds_auth_failures_total", "Client JWTs refused, by reason category", ["reason"])
+
+_AUTH_CATEGORIES = (("Authorization", "missing"), ("Bearer", "missing"), ("malformed", "malformed"),
+                    ("algorithm", "algorithm"), ("typ", "algorithm"), ("issuer", "issuer"), ("kid", "key"),
+                    ("key", "key"), ("expired", "expired"), ("aud", "audience"), ("replay", "replay"),
+                    ("tenant", "tenant"), ("lifetime", "lifetime"))
+_FETCH_CATEGORIES = (("timed out", "timeout"), ("refused the token", "token-refused"), ("malformed", "malformed"),
+                     ("another server", "foreign-next-link"), ("pages", "too-many-pages"), ("connect", "connection"),
+                     ("HTTP", "http-error"), ("https", "policy"), ("fhirAuthorization", "policy"),
+                     ("no fhirServer", "no-fhir-server"))
+
+
+def category(reason: str, table: tuple[tuple[str, str], ...], default: str) -> str:
+    """A small, fixed label value for a free-text reason (labels must not grow without bound)."""
+    return next((label for needle, label in table if needle in reason), default)
+
+
+def auth_failure(reason: str) -> None:
+    AUTH_FAILURES.labels(reason=category(reason, _AUTH_CATEGORIES, "claims")).inc()
+
+
+def fetch_failure(reason: str) -> None:
+    BACKFILL_FAILURES.labels(reason=category(reason, _FETCH_CATEGORIES, "other")).inc()
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics in Prometheus text format: every worker's, in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
