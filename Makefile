@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: run test lint install install-test lock clean
+.PHONY: run test lint bench install install-test lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ lint: install-test
 test: install-test
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# Benchmarks (bench/run.py): in-process against orjson.loads, over HTTP with wrk (Debian's wrk, installed here when
+# missing and run as root), peak memory per worker. Writes bench/RESULTS.md.
+bench: install
+	command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || true
+	$(BIN)/python bench/run.py
 
 # Refresh the pins after changing pyproject.toml: installs the newest allowed versions, then freezes them.
 lock: $(BIN)/python

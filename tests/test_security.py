@@ -298,3 +298,12 @@ def test_no_token_or_phi_in_logs_after_a_full_hook_call(production, caplog):
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert "client authentication failed" in text
     assert token not in text and token.split(".")[2] not in text and "phi-patient-4711" not in text
+
+
+def test_analytics_needs_a_token_for_its_own_url_in_production(production):
+    client = production.test_client()
+    assert client.get("/analytics/feedback").status_code == 401
+    assert client.get("/analytics").status_code == 401
+    token = ISSUER.token(LOCAL_ROOT + "/analytics/feedback")
+    assert client.get("/analytics/feedback", headers=bearer(token)).status_code == 200
+    assert client.get("/metrics").status_code == 200  # metrics: no patient data, scraped without a token

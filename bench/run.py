@@ -1,0 +1,248 @@
+"""`make bench`: the service's cost against the cost of parsing its request, measured in one run.
+
+1. In-process (request bytes -> response bytes, through the WSGI app with `gc.freeze()` as under gunicorn) for
+   patient-view and order-select at 10, 100, 500 and 2,000 resources, next to `orjson.loads` of the same body:
+   p50 and p99 of each and their ratio, against the targets (p50 <= 1.5x + 0.5 ms, p99 <= 3x + 2 ms).
+2. Over HTTP with the production server setup (gunicorn, 2 sync workers, 127.0.0.1) with `wrk` at 1 and 8
+   connections: requests/s, p50, p99, errors, next to `GET /healthz` in the same run (target at 8 connections with
+   100 resources: p99 <= 3x the /healthz p99 + 5 ms, zero errors).
+3. Peak resident memory (VmHWM) of each worker after 2,000-resource requests (target <= 200 MB).
+
+Writes bench/RESULTS.md (machine, versions, date) and prints it. Ratios are what to compare: absolute milliseconds
+drift between runs on shared machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import logging
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.generate import ANCHOR, patient  # noqa: E402
+
+SIZES = (10, 100, 500, 2000)
+
+
+def _body(size: int, hook: str) -> bytes:
+    from cds_service.fhir.prefetch import PATIENT_RECORD  # noqa: PLC0415
+    from cds_service.fhir.search import prefetch_for  # noqa: PLC0415
+
+    resources = patient(size)
+    context: dict = {"userId": "Practitioner/bench", "patientId": "bench-1"}
+    if hook == "order-select":
+        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {
+            "resourceType": "ServiceRequest", "id": "sr-mri", "status": "draft", "intent": "order",
+            "subject": {"reference": "Patient/bench-1"},
+            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "72148"}]}}}]}
+        context["selections"] = ["ServiceRequest/sr-mri"]
+    return orjson.dumps({"hook": hook, "hookInstance": "3f1e2d6a-9d0b-4a8e-9a51-7b3c1d2e4f50", "context": context,
+                         "prefetch": prefetch_for(PATIENT_RECORD, context, resources)})
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.99) - 1)]
+
+
+def in_process(repetitions: int) -> list[dict]:
+    logging.disable(logging.WARNING)
+    from werkzeug.test import EnvironBuilder  # noqa: PLC0415
+
+    from cds_service import create_app  # noqa: PLC0415
+
+    app = create_app({"INSTANCE_PATH": tempfile.mkdtemp(prefix="cds-bench-")})
+    app.extensions["cds.clock"] = lambda: ANCHOR
+    calls = {}
+    for hook, service in (("patient-view", "fbss-miss-advisor"), ("order-select", "fbss-miss-order-select")):
+        for size in SIZES:
+            body = _body(size, hook)
+            environ = EnvironBuilder(path=f"/cds-services/{service}", method="POST", data=body,
+                                     content_type="application/json").get_environ()
+
+            def call(environ=environ, body=body):
+                env = dict(environ)
+                env["wsgi.input"] = io.BytesIO(body)
+                return b"".join(app.wsgi_app(env, lambda status, headers: None))
+
+            for _ in range(20):
+                call()
+            calls[(hook, size)] = (body, call)
+    app.extensions["cds.ledger"].flush()
+    gc.collect()
+    gc.freeze()  # as the gunicorn master does after start-up
+    rows = []
+    for (hook, size), (body, call) in calls.items():
+        n = max(30, repetitions // (1 if size < 500 else 4 if size == 500 else 10))
+        parse, service = [], []
+        for _ in range(n):  # interleaved, so both see the same machine
+            start = time.perf_counter()
+            orjson.loads(body)
+            parse.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            call()
+            service.append((time.perf_counter() - start) * 1000)
+        (p50, p99), (s50, s99) = _percentiles(parse), _percentiles(service)
+        rows.append({"hook": hook, "size": size, "kb": len(body) // 1024, "parse_p50": p50, "parse_p99": p99,
+                     "service_p50": s50, "service_p99": s99, "ratio": s50 / p50,
+                     "p50_ok": s50 <= 1.5 * p50 + 0.5, "p99_ok": s99 <= 3 * p99 + 2})
+    app.extensions["cds.ledger"].close()
+    return rows
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wrk(url: str, connections: int, seconds: int, body_file: str | None) -> dict:
+    script = None
+    if body_file:
+        script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)  # noqa: SIM115
+        script.write(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                     f'local f = io.open("{body_file}", "rb")\nwrk.body = f:read("*all")\nf:close()\n')
+        script.close()
+    command = ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s", "--latency", url]
+    if script:
+        command[1:1] = ["-s", script.name]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    def latency(label: str) -> float:
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", output, flags=re.MULTILINE)
+        if not match:
+            return float("nan")
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
+        return float(match.group(1)) * scale
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0)
+    return {"rps": rps, "p50": latency("50"), "p99": latency("99"), "errors": errors}
+
+
+def _worker_peak_rss_mb(master_pid: int) -> list[float]:
+    peaks = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if re.search(rf"^PPid:\s+{master_pid}$", status, flags=re.MULTILINE):
+            match = re.search(r"^VmHWM:\s+(\d+) kB", status, flags=re.MULTILINE)
+            if match:
+                peaks.append(int(match.group(1)) / 1024)
+    return peaks
+
+
+def over_http(seconds: int) -> tuple[list[dict], list[float]]:
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (Debian package wrk): HTTP figures skipped", file=sys.stderr)
+        return [], []
+    port = _free_port()
+    instance = tempfile.mkdtemp(prefix="cds-bench-http-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env.update({"CDS_INSTANCE_PATH": instance, "CDS_LOG_LEVEL": "ERROR"})
+    script = Path(sys.executable).with_name("cds-service")
+    server = subprocess.Popen([str(script), "serve", "--port", str(port), "--workers", "2"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        bodies = {}
+        for size in (100, 2000):
+            path = Path(instance, f"body-{size}.json")
+            path.write_bytes(_body(size, "patient-view"))
+            bodies[size] = str(path)
+        rows = []
+        for connections in (1, 8):
+            for name, url, body in (("GET /healthz", f"{base}/healthz", None),
+                                    ("patient-view, 100 resources", f"{base}/cds-services/fbss-miss-advisor",
+                                     bodies[100])):
+                result = _wrk(url, connections, seconds, body)
+                rows.append({"endpoint": name, "connections": connections, **result})
+        _wrk(f"{base}/cds-services/fbss-miss-advisor", 2, 5, bodies[2000])  # for the memory peak
+        peaks = _worker_peak_rss_mb(server.pid)
+        return rows, peaks
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def report(process_rows: list[dict], http_rows: list[dict], peaks: list[float], seconds: int) -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    versions = ", ".join(f"{name} {metadata.version(name)}"
+                         for name in ("flask", "gunicorn", "orjson", "fhir.resources"))
+    lines = [
+        "# Benchmark results", "",
+        f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} with `make bench` on {os.cpu_count()} cores "
+        f"({cpu}), Python {platform.python_version()}, {versions}.", "",
+        "## In-process: request bytes to response bytes, against `orjson.loads` of the same body", "",
+        "| hook | resources | body KB | orjson p50 / p99 ms | service p50 / p99 ms | ratio (p50) | p50 target | "
+        "p99 target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in process_rows:
+        lines.append(f"| {r['hook']} | {r['size']} | {r['kb']} | {r['parse_p50']:.3f} / {r['parse_p99']:.3f} | "
+                     f"{r['service_p50']:.3f} / {r['service_p99']:.3f} | {r['ratio']:.1f}x | "
+                     f"{'met' if r['p50_ok'] else 'missed'} | {'met' if r['p99_ok'] else 'missed'} |")
+    if http_rows:
+        lines += ["", f"## Over HTTP: gunicorn, 2 sync workers, 127.0.0.1, wrk {seconds} s", "",
+                  "| endpoint | connections | requests/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|"]
+        for r in http_rows:
+            lines.append(f"| {r['endpoint']} | {r['connections']} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} |"
+                         f" {r['errors']} |")
+        health = next(r for r in http_rows if r["connections"] == 8 and r["endpoint"].startswith("GET"))
+        hook = next(r for r in http_rows if r["connections"] == 8 and not r["endpoint"].startswith("GET"))
+        met = hook["p99"] <= 3 * health["p99"] + 5 and hook["errors"] == 0
+        lines.append(f"\nTarget at 8 connections (p99 <= 3x /healthz p99 + 5 ms = {3 * health['p99'] + 5:.2f} ms, "
+                     f"no errors): {'met' if met else 'missed'}.")
+    if peaks:
+        lines += ["", f"## Memory: peak RSS per worker after 2,000-resource requests: "
+                      f"{', '.join(f'{p:.0f} MB' for p in sorted(peaks))} (target <= 200 MB: "
+                      f"{'met' if max(peaks) <= 200 else 'missed'})"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=20, help="wrk duration per measurement (default 20)")
+    parser.add_argument("--repetitions", type=int, default=400, help="in-process calls at 100 resources")
+    parser.add_argument("--no-http", action="store_true", help="in-process figures only")
+    args = parser.parse_args()
+    process_rows = in_process(args.repetitions)
+    http_rows, peaks = ([], []) if args.no_http else over_http(args.seconds)
+    text = report(process_rows, http_rows, peaks, args.seconds)
+    (ROOT / "bench" / "RESULTS.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
