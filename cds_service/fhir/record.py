@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from cds_service.fhir.dates import add_age, first_datetime, parse_date, parse_datetime, quantity_days
+from cds_service.terminology.valuesets import members_for
 
 CONDITION_INVALID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 CONDITION_CURRENT_CLINICAL = frozenset({"active", "recurrence", "relapse"})
@@ -131,7 +132,8 @@ class OrderOrStudy:
 
 @dataclass(frozen=True)
 class PatientRecord:
-    """The patient's valid resources by type. `unavailable` names the data that could not be had."""
+    """The patient's valid resources that the rules can read, by type (a resource with no code of any of the
+    service's value sets is left out, medications excepted). `unavailable` names the data that could not be had."""
 
     birth_date: date | None
     conditions: tuple[ConditionEntry, ...]
@@ -163,6 +165,25 @@ def iter_resources(value: Any) -> Iterator[Resource]:
         yield value
 
 
+# Resource types the rules read only through value-set codes (medications also match by ingredient name in text,
+# so they are always kept).
+_CODED_ONLY = frozenset({"Condition", "Procedure", "Observation", "ServiceRequest", "DiagnosticReport",
+                         "ImagingStudy"})
+
+
+def _has_known_code(resource: Resource) -> bool:
+    """Whether any coding of the resource (code, ImagingStudy procedureCode, Observation components) is a member of
+    any value set of the service."""
+    concepts = [resource.get("code"), *items_of(resource.get("procedureCode"))]
+    concepts += [c.get("code") for c in items_of(resource.get("component")) if isinstance(c, dict)]
+    for concept in concepts:
+        if isinstance(concept, dict):
+            for coding in items_of(concept.get("coding")):
+                if isinstance(coding, dict) and members_for(coding.get("system"), coding.get("code")):
+                    return True
+    return False
+
+
 def build_record(resources: Iterable[Resource], now: datetime, unavailable: Iterable[str] = (),
                  default_supply_days: int = 30) -> PatientRecord:
     """Sort resources by type, drop invalid ones (§2.2) and read their dates. Duplicates (same Type/id) count once."""
@@ -175,6 +196,8 @@ def build_record(resources: Iterable[Resource], now: datetime, unavailable: Iter
         if reference in seen:
             continue
         seen.add(reference)
+        if resource["resourceType"] in _CODED_ONLY and not _has_known_code(resource):
+            continue  # no rule can ever read it: skip the work of reading its dates (most of a real chart)
         by_type.setdefault(resource.get("resourceType", ""), []).append((reference, resource))
 
     patients = by_type.get("Patient", [])

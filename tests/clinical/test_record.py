@@ -194,3 +194,18 @@ def test_duplicate_resources_count_once():
 ])
 def test_fhir_dates(text, expected):
     assert parse_datetime(text) == expected
+
+
+def test_resources_no_rule_can_read_are_left_out_but_medications_stay():
+    built = record(condition("I10"), observation("8867-4", 72, "/min"), procedure("80146002", system="sct"),
+                   imaging_report("58410-2", system="loinc"), condition("M54.16"),
+                   medication_request(None, text="oxycodone 5 mg tablet"))
+    assert [c.code["coding"][0]["code"] for c in built.conditions] == ["M54.16"]
+    assert built.observations == () and built.procedures == () and built.imaging == ()
+    assert len(built.medications) == 1  # kept for the ingredient-name fallback
+
+
+def test_a_panel_is_kept_for_its_known_component():
+    panel = observation("91148-7", days_ago=5, component=[
+        {"code": {"coding": [{"system": "http://loinc.org", "code": "75893-8"}]}, "valueInteger": 7}])
+    assert [o.value for o in record(panel).observations] == [None, 7.0]
