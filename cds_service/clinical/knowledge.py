@@ -46,11 +46,6 @@ class Thresholds:
     cancer_symptom_onset_days: int
     multiply_operated_surgeries: int
 
-    def replace(self, **changes: Any) -> Thresholds:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return Thresholds(**values)
-
 
 def _data(name: str) -> Any:
     return orjson.loads(resources.files(__package__).joinpath(name).read_bytes())

@@ -9,7 +9,7 @@ kind, role, study, modality, contrast, ...) so the clinical rules read attribute
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from types import MappingProxyType
@@ -98,7 +98,7 @@ CANONICAL_URIS: Mapping[str, str] = MappingProxyType({
 
 @dataclass(frozen=True)
 class ValueSet:
-    """A compiled value set: exact members by `(system, code)`, prefix members by system and prefix length."""
+    """A value set and its members. Lookups go through the one index of every value set (`members_for`)."""
 
     id: str
     title: str
@@ -106,26 +106,10 @@ class ValueSet:
     provenance: str
     members: tuple[Member, ...]
     excluded: tuple[tuple[str, str], ...] = ()
-    _exact: Mapping[tuple[str, str], Member] = field(default_factory=dict, repr=False)
-    _prefixes: Mapping[str, tuple[tuple[int, Mapping[str, Member]], ...]] = field(default_factory=dict, repr=False)
 
     def lookup(self, system: Any, code: Any) -> Member | None:
         """The member a coding matches, most specific first (exact, then the longest prefix)."""
-        canonical = canonical_system(system)
-        if canonical is None:
-            return None
-        normal = normalise_code(canonical, code)
-        if normal is None:
-            return None
-        member = self._exact.get((canonical, normal))
-        if member is not None:
-            return member
-        for length, table in self._prefixes.get(canonical, ()):
-            if len(normal) >= length:
-                member = table.get(normal[:length])
-                if member is not None:
-                    return member
-        return None
+        return next((m for m in members_for(system, code) if m.value_set == self.id), None)
 
     def match(self, codeable: Any) -> tuple[dict[str, Any], Member] | None:
         """The first coding of a CodeableConcept (a dict) that is a member, with its member; None otherwise."""
@@ -187,22 +171,11 @@ def compile_value_set(resource: Mapping[str, Any]) -> ValueSet:
         (canonical_system(block.get("system")) or "", concept["code"])
         for block in resource.get("compose", {}).get("exclude", []) for concept in block.get("concept", [])
     )
-    exact: dict[tuple[str, str], Member] = {}
-    prefixes: dict[str, dict[int, dict[str, Member]]] = {}
-    for member in members:
-        if member.prefix:
-            prefixes.setdefault(member.system, {}).setdefault(len(member.code), {})[member.code] = member
-        else:
-            exact.setdefault((member.system, member.code), member)
-    ordered = {system: tuple(sorted(((length, MappingProxyType(table)) for length, table in by_length.items()),
-                                    key=lambda item: -item[0]))
-               for system, by_length in prefixes.items()}
     provenance = next((e.get("valueString", "") for e in resource.get("extension", [])
                        if e.get("url") == PROVENANCE), "")
     return ValueSet(
         id=vs_id, title=resource.get("title", vs_id), description=resource.get("description", ""),
         provenance=provenance, members=tuple(members), excluded=excluded,
-        _exact=MappingProxyType(exact), _prefixes=MappingProxyType(ordered),
     )
 
 
