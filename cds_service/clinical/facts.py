@@ -179,6 +179,7 @@ def derive_facts(record: PatientRecord, now: datetime, thresholds: Thresholds) -
     post_op_days = days_between(last.date, now) if last and last.date else None
 
     pain_scores = _pain_scores(observations, now, t)
+    medications = _classify_medications(record)
     shared = _Shared(current, conditions, pain_scores, last, _imaging(record), now, t)
     regions = {region: _region_facts(region, tuple(s for s in surgeries if region in s.regions), shared)
                for region in REGIONS}
@@ -195,10 +196,10 @@ def derive_facts(record: PatientRecord, now: datetime, thresholds: Thresholds) -
         deformity=tuple(ev for _, ev, _m in current.get("VS-09", ())),
         alt_generators=tuple(ev for _, ev, m in current.get("VS-10", ()) if not m.has("role", "supporting")),
         scs_present=_scs_present(record, current),
-        long_term_opioid=_long_term_opioid(record, current, now, t),
+        long_term_opioid=_long_term_opioid(medications, current, now, t),
         pain_scores=pain_scores,
         care_events=_care_events(record),
-        analgesic_exposure=_analgesic_exposure(record, now),
+        analgesic_exposure=_analgesic_exposure(medications, now),
         conditions_by_vs=conditions,
         observations_by_vs=observations,
         unavailable=record.unavailable,
@@ -459,14 +460,40 @@ def _ingredient_by_name(vs_id: str, text: str) -> Member | None:
     return next((member for pattern, member in _ingredient_patterns(vs_id) if pattern.search(text)), None)
 
 
-def _long_term_opioid(record: PatientRecord, current: Mapping[str, tuple], now: datetime,
+@dataclass(frozen=True, slots=True)
+class _Medication:
+    """A medication record classified once: as an opioid (VS-19, with its member), else as a non-opioid analgesic."""
+
+    entry: MedicationEntry
+    opioid: tuple[Evidence, Member | None] | None
+    analgesic: Evidence | None
+
+
+def _classify_medications(record: PatientRecord) -> tuple[_Medication, ...]:
+    non_opioid = value_set("VS-20")
+    classified = []
+    for entry in record.medications:
+        opioid = _opioid(entry)
+        analgesic = None
+        if opioid is None:
+            hit = non_opioid.match(entry.code)
+            if hit is not None:
+                analgesic = _evidence(entry.reference, "analgesic", hit[0], hit[1], entry.start)
+            elif _ingredient_by_name("VS-20", codeable_text(entry.code)) is not None:
+                analgesic = Evidence(entry.reference, "analgesic", None, None, codeable_text(entry.code), entry.start)
+        if opioid is not None or analgesic is not None:
+            classified.append(_Medication(entry, opioid, analgesic))
+    return tuple(classified)
+
+
+def _long_term_opioid(medications: tuple[_Medication, ...], current: Mapping[str, tuple], now: datetime,
                       t: Thresholds) -> OpioidTherapy | None:
     """F8: a current opioid record in a continuous exposure (gaps <= OPIOID_CHAIN_GAP_DAYS) of >= 90 days,
     or a current Z79.891 (long-term opiate use) diagnosis."""
     exposures = []
     oud = False
-    for entry in record.medications:
-        found = _opioid(entry)
+    for medication in medications:
+        entry, found = medication.entry, medication.opioid
         if found is None or entry.start is None or entry.end is None or entry.start > now:
             continue
         evidence, member = found
@@ -504,24 +531,17 @@ def _care_events(record: PatientRecord) -> tuple[Evidence, ...]:
     return tuple(events)
 
 
-def _analgesic_exposure(record: PatientRecord, now: datetime) -> tuple[tuple[datetime, datetime, Evidence], ...]:
+def _analgesic_exposure(medications: tuple[_Medication, ...],
+                        now: datetime) -> tuple[tuple[datetime, datetime, Evidence], ...]:
     """Exposure intervals of opioid (VS-19) and non-opioid (VS-20) analgesics."""
-    non_opioid = value_set("VS-20")
     out = []
-    for entry in record.medications:
+    for medication in medications:
+        entry = medication.entry
         if entry.start is None or entry.end is None:
             continue
-        opioid = _opioid(entry)
-        if opioid is not None:
-            out.append((entry.start, min(entry.end, now), Evidence(
-                opioid[0].reference, "analgesic", opioid[0].system, opioid[0].code, opioid[0].display, entry.start)))
-            continue
-        hit = non_opioid.match(entry.code)
-        if hit is None:
-            if _ingredient_by_name("VS-20", codeable_text(entry.code)) is None:
-                continue
-            evidence = Evidence(entry.reference, "analgesic", None, None, codeable_text(entry.code), entry.start)
+        if medication.opioid is not None:
+            evidence = replace(medication.opioid[0], what="analgesic", date=entry.start)
         else:
-            evidence = _evidence(entry.reference, "analgesic", hit[0], hit[1], entry.start)
+            evidence = medication.analgesic  # type: ignore[assignment]
         out.append((entry.start, min(entry.end, now), evidence))
     return tuple(out)
