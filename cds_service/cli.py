@@ -56,6 +56,23 @@ def _prepare_multiprocess_metrics() -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
 
 
+def _migrated_database():
+    """The configured database (default: SQLite in the instance folder), migrated to the newest schema."""
+    from flask import Flask  # noqa: PLC0415 (the instance folder is Flask's default unless configured)
+
+    from cds_service.storage.database import create_database_engine  # noqa: PLC0415
+    from cds_service.storage.migrate import upgrade  # noqa: PLC0415
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    engine = create_database_engine(settings.database_url_for(settings.instance_path
+                                                              or Flask("cds_service").instance_path))
+    upgrade(engine)
+    return engine
+
+
 @main.group()
 def db() -> None:
     """The service's database."""
@@ -64,18 +81,10 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema to the newest version (also done at start-up)."""
-    from cds_service.storage.database import create_database_engine, describe  # noqa: PLC0415
-    from cds_service.storage.migrate import current_revision, upgrade  # noqa: PLC0415
+    from cds_service.storage.database import describe  # noqa: PLC0415
+    from cds_service.storage.migrate import current_revision  # noqa: PLC0415
 
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    from flask import Flask  # noqa: PLC0415 (the instance folder is Flask's default unless configured)
-
-    instance = settings.instance_path or Flask("cds_service").instance_path
-    engine = create_database_engine(settings.database_url_for(instance))
-    upgrade(engine)
+    engine = _migrated_database()
     click.echo(f"{describe(engine)}: schema at revision {current_revision(engine)}")
 
 
@@ -87,16 +96,10 @@ def feedback_report_command(since: str | None, as_json: bool) -> None:
     from datetime import UTC, datetime  # noqa: PLC0415
 
     import orjson  # noqa: PLC0415
-    from flask import Flask  # noqa: PLC0415
 
-    from cds_service.storage.database import create_database_engine  # noqa: PLC0415
-    from cds_service.storage.migrate import upgrade  # noqa: PLC0415
     from cds_service.storage.report import feedback_report, report_text  # noqa: PLC0415
 
-    settings = load_settings()
-    engine = create_database_engine(settings.database_url_for(settings.instance_path
-                                                              or Flask("cds_service").instance_path))
-    upgrade(engine)
+    engine = _migrated_database()
     start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
     report = feedback_report(engine, start)
     click.echo(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() if as_json else report_text(report))

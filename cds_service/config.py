@@ -50,7 +50,8 @@ def _float(text: str) -> float:
     return float(text.strip())
 
 
-def _origins(text: str) -> tuple[str, ...]:
+def _list(text: str) -> tuple[str, ...]:
+    """A comma-separated list (origins, algorithms)."""
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
@@ -74,7 +75,7 @@ SETTINGS: tuple[Setting, ...] = (
             None, None),
     Setting("MAX_BODY_BYTES", _int, "Largest request body accepted; larger ones get 413.",
             16 * 1024 * 1024, 16 * 1024 * 1024),
-    Setting("CORS_ORIGINS", _origins, "Comma-separated browser origins allowed by CORS; `*` allows any. "
+    Setting("CORS_ORIGINS", _list, "Comma-separated browser origins allowed by CORS; `*` allows any. "
             "Local: any; production: none unless listed.", ("*",), ()),
     Setting("PUBLIC_BASE_URL", _str, "Externally visible base URL of the service (scheme, host, optional path "
             "prefix), e.g. `https://cds.example.org`; used where the service must name its own URL.", None, None),
@@ -89,7 +90,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TRUSTED_ISSUERS", _str, "JSON file of the JWT issuers (CDS clients) the service trusts, with their keys "
             "(see README). Production trusts no one else; the local profile also trusts the public CDS Hooks Sandbox.",
             None, None),
-    Setting("JWT_ALGORITHMS", _origins, "Comma-separated JWT algorithms accepted (asymmetric only; `none` and HMAC "
+    Setting("JWT_ALGORITHMS", _list, "Comma-separated JWT algorithms accepted (asymmetric only; `none` and HMAC "
             "are always refused).", ("ES384", "RS384"), ("ES384", "RS384")),
     Setting("JWT_LEEWAY_SECONDS", _int, "Clock skew tolerated on `exp` and `iat`.", 60, 60),
     Setting("JWT_MAX_LIFETIME_SECONDS", _int, "Longest accepted token lifetime (`exp` - `iat`).", 3600, 3600),

@@ -8,7 +8,6 @@ import orjson
 import pytest
 
 from cds_service.fhir.prefetch import invalid_tokens
-from cds_service.hooks.request import HookRequest
 from cds_service.services import declared_services
 from cds_service.services.declaration import CdsServiceDeclaration, ServiceRegistry
 
@@ -96,7 +95,3 @@ def test_registry_refuses_templates_with_tokens_2_0_does_not_have(template):
     assert invalid_tokens(template)
     with pytest.raises(ValueError, match="invalid tokens"):
         ServiceRegistry([_declaration(prefetch={"k": template})])
-
-
-def test_hook_request_type_is_what_services_receive():
-    assert set(HookRequest.__dataclass_fields__) >= {"hook", "hook_instance", "context", "prefetch"}

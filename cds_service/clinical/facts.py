@@ -432,17 +432,24 @@ def _scs_present(record: PatientRecord, current: Mapping[str, tuple]) -> tuple[E
     return tuple(found)
 
 
-def _opioid(entry: MedicationEntry) -> tuple[Evidence, Member | None] | None:
-    """An opioid medication: by code (VS-19 products or ingredients), else by ingredient name in its text."""
-    vs = value_set("VS-19")
-    hit = vs.match(entry.code)
+def opioid_match(concept: Any) -> tuple[Mapping[str, Any] | None, Member] | None:
+    """An opioid medication concept: by code (VS-19 products or ingredients), else by an ingredient named in its text
+    (then the coding is None). Used for medication records (F7, F8) and for draft orders (O4)."""
+    hit = value_set("VS-19").match(concept)
     if hit is not None and (hit[1].has("subset", "product") or hit[1].has("subset", "ingredient")):
-        coding, member = hit
-        return _evidence(entry.reference, "opioid", coding, member, entry.start), member
-    member = _ingredient_by_name("VS-19", codeable_text(entry.code))
-    if member is not None:
+        return hit
+    member = _ingredient_by_name("VS-19", codeable_text(concept))
+    return (None, member) if member is not None else None
+
+
+def _opioid(entry: MedicationEntry) -> tuple[Evidence, Member | None] | None:
+    found = opioid_match(entry.code)
+    if found is None:
+        return None
+    coding, member = found
+    if coding is None:
         return Evidence(entry.reference, "opioid", None, None, codeable_text(entry.code), entry.start), member
-    return None
+    return _evidence(entry.reference, "opioid", coding, member, entry.start), member
 
 
 @cache

@@ -13,7 +13,7 @@ REGIONS = ("lumbar", "cervical", "thoracic")
 
 SYSTEM_LABELS = MappingProxyType({
     "icd10cm": "ICD-10-CM", "icd9cm": "ICD-9-CM", "snomed": "SNOMED CT", "loinc": "LOINC", "rxnorm": "RxNorm",
-    "cpt": "CPT", "hcpcs": "HCPCS", "icd10pcs": "ICD-10-PCS",
+    "cpt": "CPT", "hcpcs": "HCPCS", "icd10pcs": "ICD-10-PCS", "nucc": "NUCC",
 })
 
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cds_service.clinical.facts import Facts, regions_in_words
-from cds_service.clinical.model import REGIONS, Evidence, Finding, Suggestion
+from cds_service.clinical.facts import Facts, opioid_match, regions_in_words
+from cds_service.clinical.model import REGIONS, SYSTEM_LABELS, Evidence, Finding, Suggestion
 from cds_service.clinical.rules import miss_risk, red_flags, suggestions_for, symptomatic_region
 from cds_service.fhir.dates import days_between
 from cds_service.fhir.record import codeable_text
@@ -21,8 +21,6 @@ from cds_service.terminology.valuesets import canonical_system, value_set
 
 ORDER_CARD_ORDER = ("red-flag", "imaging-protocol", "imaging-not-indicated", "imaging-duplicate", "opioid-order",
                     "miss-risk")
-_REFERRAL = ("snomed", "3457005")
-_SPINE_SURGEONS = frozenset({"207XS0117X", "207T00000X"})  # NUCC: orthopaedic surgery of the spine; neurosurgery
 _SPINE_WORDS = re.compile(r"(?i)\b(spine|spinal|neurosurg\w*)\b")
 
 
@@ -42,7 +40,7 @@ class OrderItem:
 
 
 def _label(display: str, system: str | None, code: str | None) -> str:
-    label = {"cpt": "CPT", "loinc": "LOINC", "snomed": "SNOMED CT", "rxnorm": "RxNorm"}.get(system or "", system)
+    label = SYSTEM_LABELS.get(system or "", system)
     return f"{display} ({label} {code})" if code and label else display
 
 
@@ -58,16 +56,14 @@ def classify(resource_type: str, resource: Mapping[str, Any], reference: str,
 
 
 def _classify_medication(reference: str, concept: Mapping[str, Any]) -> OrderItem:
-    hit = value_set("VS-19").match(concept)
-    if hit is not None and (hit[1].has("subset", "product") or hit[1].has("subset", "ingredient")):
-        coding, member = hit
-        return OrderItem(reference, "opioid", _label(coding.get("display") or member.display, "rxnorm",
-                                                     coding.get("code")))
     text = codeable_text(concept)
-    names = [m.first("ingredient") for m in value_set("VS-19").with_attribute("subset", "ingredient")]
-    if any(re.search(rf"(?i)\b{re.escape(n)}\b", text) for n in names if n):
+    found = opioid_match(concept)
+    if found is None:
+        return OrderItem(reference, "other", text or "medication order")
+    coding, member = found
+    if coding is None:
         return OrderItem(reference, "opioid", text)
-    return OrderItem(reference, "other", text or "medication order")
+    return OrderItem(reference, "opioid", _label(coding.get("display") or member.display, "rxnorm", coding.get("code")))
 
 
 def _classify_service_request(reference: str, resource: Mapping[str, Any]) -> OrderItem:
@@ -96,22 +92,19 @@ def _classify_service_request(reference: str, resource: Mapping[str, Any]) -> Or
     return OrderItem(reference, "other", codeable_text(code) or "service request", reasons=reasons, priority=priority)
 
 
-def _codings(value: Any) -> Iterable[tuple[str | None, str | None]]:
-    values = value if isinstance(value, list) else [value]
-    for concept in values:
-        if isinstance(concept, dict):
-            for coding in concept.get("coding") or ():
-                if isinstance(coding, dict):
-                    yield canonical_system(coding.get("system")), coding.get("code")
-
-
 def _is_spine_referral(resource: Mapping[str, Any]) -> bool:
-    referral = _REFERRAL in set(_codings(resource.get("code"))) or _REFERRAL in set(_codings(resource.get("category")))
-    if not referral:
+    """A referral (VS-REFERRAL 'referral', in code or category) to a spine surgeon (its 'spine-surgeon' specialties,
+    or a performer named as spine or neurosurgery)."""
+    referrals = value_set("VS-REFERRAL")
+    categories = resource.get("category") if isinstance(resource.get("category"), list) else []
+    is_referral = any(hit is not None and hit[1].has("subset", "referral")
+                      for hit in (referrals.match(c) for c in [resource.get("code"), *categories]))
+    if not is_referral:
         return False
     performer = resource.get("performerType")
-    codes = {code for _, code in _codings(performer)}
-    return bool(codes & _SPINE_SURGEONS) or bool(_SPINE_WORDS.search(codeable_text(performer)))
+    specialty = referrals.match(performer)
+    return (specialty is not None and specialty[1].has("subset", "spine-surgeon")) \
+        or bool(_SPINE_WORDS.search(codeable_text(performer)))
 
 
 def evaluate_order_rules(facts: Facts, orders: Iterable[OrderItem]) -> list[Finding]:
@@ -217,7 +210,7 @@ def _opioid_rule(facts: Facts, order: OrderItem) -> Finding | None:
     if fbss_state and not facts.fbss_diagnoses:
         rf = next(rf for rf in facts.regions.values() if rf.post_op_symptom)
         evidence = (*evidence, rf.last_surgery.evidence, *rf.symptoms)  # type: ignore[union-attr]
-    context = "long-term opioid therapy" if therapy else "persistent symptoms after spine surgery (FBSS)"
+    context = "long-term-opioid" if therapy else "fbss"  # worded by the card template (context_labels)
     suggestions, _ = suggestions_for("opioid-long-term", symptomatic_region(facts), facts)
     return Finding("opioid-order", "O4", tuple(dict.fromkeys(evidence)), None, suggestions,
                    {"context": context, "days": therapy.days if therapy else None})

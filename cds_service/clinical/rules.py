@@ -156,14 +156,12 @@ def _fbss_imaging(facts: Facts) -> Finding | None:
     return Finding("fbss-imaging", "R3", tuple(dict.fromkeys(evidence)), rf.region, suggestions, details, omitted)
 
 
-_CAUSES = {"recurrent-herniation": "recurrent disc herniation", "adjacent-segment": "adjacent-segment disease"}
-
-
 def _cause(evidence: Evidence) -> str:
-    """The cause category of a structural finding: intrinsic problems are named by their diagnosis."""
-    if evidence.what == "intrinsic":
-        return (evidence.display or "structural post-surgical problem").split(",")[0]
-    return _CAUSES[evidence.what]
+    """The cause of a structural finding: intrinsic problems by their diagnosis as recorded, the other categories by
+    a key the card template words (cause_labels)."""
+    if evidence.what == "intrinsic" and evidence.display:
+        return evidence.display.split(",")[0]
+    return evidence.what
 
 
 def _revision_referral(facts: Facts, rf: RegionFacts, imaging: Finding) -> Finding | None:
@@ -184,7 +182,7 @@ def _revision_referral(facts: Facts, rf: RegionFacts, imaging: Finding) -> Findi
         return None
     return Finding("revision-referral", "R4", (rf.last_surgery.evidence, *care), rf.region,  # type: ignore[union-attr]
                    suggestions_for("revision-referral", rf.region, facts)[0],
-                   {"causes": ("recurrent symptoms despite conservative care",), "conservative_care": care})
+                   {"causes": ("conservative-care-failed",), "conservative_care": care})
 
 
 def _chronic_pain_specialist(facts: Facts) -> Finding | None:

@@ -8,7 +8,7 @@ OperationOutcome entries and resources of types the rules do not read are skippe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -372,9 +372,3 @@ def _imaging_study(reference: str, resource: Resource) -> OrderOrStudy | None:
                      + [codeable_text(s.get("bodySite")) for s in items_of(resource.get("series"))
                         if isinstance(s, dict)])
     return OrderOrStudy(reference, merged, parse_datetime(resource.get("started")), words.strip(), resource)
-
-
-def resources_of(prefetch: Mapping[str, Any]) -> Iterator[Resource]:
-    """Every resource in every prefetch value."""
-    for value in prefetch.values():
-        yield from iter_resources(value)

@@ -19,6 +19,8 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from cds_service.fhir.record import items_of, medication_code
+
 log = logging.getLogger("cds_service.hooks")
 
 # Fields FHIR defines as arrays that clients have been seen to send as a single object.
@@ -91,25 +93,16 @@ def selected(orders: Iterable[DraftOrder], selections: Iterable[str]) -> list[Dr
     return [order for order in orders if order.reference in wanted]
 
 
-def resolve_medication(order: DraftOrder, bundle: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The medication CodeableConcept of a MedicationRequest: inline, a contained Medication, or one in the Bundle."""
-    resource = order.resource
-    if isinstance(resource.get("medicationCodeableConcept"), dict):
-        return resource["medicationCodeableConcept"]
-    ref = resource.get("medicationReference")
+def resolve_medication(order: DraftOrder, bundle: Mapping[str, Any]) -> Any:
+    """The medication CodeableConcept of a MedicationRequest: inline or a contained Medication (as for records),
+    else a Medication elsewhere in the draftOrders Bundle, named by `Medication/id` or its fullUrl."""
+    ref = order.resource.get("medicationReference")
     target = ref.get("reference") if isinstance(ref, dict) else None
-    if not isinstance(target, str):
-        return None
-    candidates: list[Any] = []
-    if target.startswith("#"):
-        candidates = [(c, f"#{c.get('id')}") for c in resource.get("contained") or () if isinstance(c, dict)]
-    else:
-        for entry in bundle.get("entry") or ():
+    if isinstance(target, str) and not target.startswith("#"):
+        for entry in items_of(bundle.get("entry")):
             item = entry.get("resource") if isinstance(entry, dict) else None
-            if isinstance(item, dict):
-                candidates.append((item, f"Medication/{item.get('id')}"))
-                candidates.append((item, entry.get("fullUrl")))
-    for candidate, name in candidates:
-        if candidate.get("resourceType") == "Medication" and name == target and isinstance(candidate.get("code"), dict):
-            return candidate["code"]
-    return {"text": ref["display"]} if isinstance(ref.get("display"), str) else None
+            if isinstance(item, dict) and item.get("resourceType") == "Medication" \
+                    and target in (f"Medication/{item.get('id')}", entry.get("fullUrl")) \
+                    and isinstance(item.get("code"), dict):
+                return item["code"]
+    return medication_code(order.resource)

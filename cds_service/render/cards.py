@@ -84,6 +84,7 @@ class CardRenderer:
             "risk_names": [labels.get(name, name).split(" —")[0].lower() for name, _ in risks],
             "orders": [md(order) for order in details.get("orders", ())],
             "unavailable": unavailable,
+            "t": extra,  # the template's own data (e.g. cause_labels)
         }
 
 

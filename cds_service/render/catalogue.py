@@ -75,6 +75,7 @@ def load_catalogue() -> Catalogue:
         trim_blocks=True, lstrip_blocks=True, autoescape=False,
     )
     environment.filters["short"] = short
+    environment.filters["label"] = lambda value, labels: labels.get(value, value)  # keys the rules emit -> words
     reason_system = orjson.loads(_read("override-reasons.json"))
     reasons = {c["code"]: c["display"] for c in reason_system["concept"]}
     cards = {}

@@ -8,7 +8,7 @@ kind, role, study, modality, contrast, ...) so the clinical rules read attribute
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
@@ -40,6 +40,8 @@ SYSTEMS: Mapping[str, str] = MappingProxyType({
     "urn:oid:2.16.840.1.113883.6.285": "hcpcs",
     "http://www.cms.gov/Medicare/Coding/ICD10": "icd10pcs",
     "urn:oid:2.16.840.1.113883.6.4": "icd10pcs",
+    "http://nucc.org/provider-taxonomy": "nucc",
+    "urn:oid:2.16.840.1.113883.6.101": "nucc",
 })
 _DOTLESS = frozenset({"icd10cm", "icd9cm", "icd10pcs"})
 _UPPER = frozenset({"icd10cm", "icd9cm", "icd10pcs", "cpt", "hcpcs"})
@@ -93,6 +95,7 @@ CANONICAL_URIS: Mapping[str, str] = MappingProxyType({
     "snomed": "http://snomed.info/sct", "loinc": "http://loinc.org",
     "rxnorm": "http://www.nlm.nih.gov/research/umls/rxnorm", "cpt": "http://www.ama-assn.org/go/cpt",
     "hcpcs": "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "icd10pcs": "http://www.cms.gov/Medicare/Coding/ICD10",
+    "nucc": "http://nucc.org/provider-taxonomy",
 })
 
 
@@ -124,16 +127,6 @@ class ValueSet:
                     if member.value_set == self.id:
                         return coding, member
         return None
-
-    def matches(self, codeable: Any) -> Iterator[tuple[dict[str, Any], Member]]:
-        """Every coding of a CodeableConcept that is a member (a resource may be coded in several systems)."""
-        if not isinstance(codeable, dict) or not isinstance(codeable.get("coding"), list):
-            return
-        for coding in codeable["coding"]:
-            if isinstance(coding, dict):
-                member = self.lookup(coding.get("system"), coding.get("code"))
-                if member is not None:
-                    yield coding, member
 
     def with_attribute(self, name: str, value: str) -> tuple[Member, ...]:
         return tuple(m for m in self.members if m.has(name, value))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 
-import fhir.resources.R4B as r4b
 import pytest
 from pydantic import BaseModel
 
@@ -44,7 +43,6 @@ def test_two_thousand_resources_without_fhir_resources(monkeypatch):
     evaluation = evaluate(build_record(resources, E), E, load_thresholds())
     assert "fbss-imaging" in evaluation.card_types
     assert len(resources) == 2000 and build_record(resources, E).size > 100
-    assert r4b  # the package is importable; it is just never called
 
 
 @pytest.mark.parametrize("size", [10, 100, 500])
