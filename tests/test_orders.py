@@ -9,8 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from cds_service.cli import main
+from cds_service.clinical.orders import classify
 from cds_service.fixtures import find_fixture, suggested_codes
 from cds_service.hooks.draft_orders import parse_draft_orders, resolve_medication
+from cds_service.render.catalogue import load_catalogue
 from cds_service.services import order_select, order_sign
 
 SELECT, SIGN = "/cds-services/fbss-miss-order-select", "/cds-services/fbss-miss-order-sign"
@@ -147,3 +149,19 @@ def test_simulate_order_hook_needs_draft_orders():
 def test_simulate_unknown_order():
     result = CliRunner().invoke(main, ["simulate", "order-mixed-bundle", "--hook", "order-select", "--order", "zz"])
     assert result.exit_code != 0 and "no draft order 'zz'" in result.output
+
+
+@pytest.mark.parametrize(("key", "kind"), [
+    ("referral-spine-surgeon", "spine-surgery"),
+    ("referral-urgent-spine-surgery", "spine-surgery"),
+    ("referral-spine-specialist", "spine-surgery"),
+    ("referral-pain-management", "other"),
+])
+def test_the_services_own_referrals_signed_back_are_classified_by_their_codes(key, kind):
+    """cards/orders.yaml (what a referral suggestion creates) and VS-REFERRAL (how draft referrals are recognised)
+    carry the same codes; a referral the service proposed must be recognised when it comes back, by code alone."""
+    template = load_catalogue().orders[key]
+    draft = {"resourceType": "ServiceRequest", "code": {"coding": [template["code"]]},
+             "performerType": {"coding": [{"system": c["system"], "code": c["code"]}  # no words to fall back on
+                                          for c in template["performerType"]["coding"]]}}
+    assert classify("ServiceRequest", draft, "ServiceRequest/proposed").kind == kind
