@@ -67,6 +67,13 @@ def codeable_text(codeable: Any) -> str:
     return " ".join(p for p in parts if isinstance(p, str))
 
 
+def _coding_display(coding: Any) -> str:
+    """The display of a Coding (ImagingStudy.series.bodySite is a Coding in R4, not a CodeableConcept)."""
+    if isinstance(coding, dict):
+        return coding["display"] if isinstance(coding.get("display"), str) else codeable_text(coding)
+    return ""
+
+
 def body_site_text(resource: Resource) -> str:
     sites = resource.get("bodySite")
     if isinstance(sites, dict):
@@ -83,7 +90,7 @@ class ConditionEntry:
     onset: datetime | None        # onset[x] (or birthDate + onsetAge), else recordedDate, else None
     recorded: datetime | None
     current: bool                 # clinicalStatus active/recurrence/relapse (or missing) and not abated by now
-    resource: Resource = field(repr=False)
+    resource: Resource = field(repr=False, compare=False)  # kept for citation; the entry is what was read
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +99,7 @@ class ProcedureEntry:
     code: Any
     performed: datetime | None
     body_site: str
-    resource: Resource = field(repr=False)
+    resource: Resource = field(repr=False, compare=False)  # kept for citation; the entry is what was read
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +110,7 @@ class ObservationEntry:
     value: float | None           # valueQuantity.value or valueInteger
     unit: str | None
     answer: Any                   # valueCodeableConcept
-    resource: Resource = field(repr=False)
+    resource: Resource = field(repr=False, compare=False)  # kept for citation; the entry is what was read
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +123,7 @@ class MedicationEntry:
     end: datetime | None
     current: bool
     status: str | None
-    resource: Resource = field(repr=False)
+    resource: Resource = field(repr=False, compare=False)  # kept for citation; the entry is what was read
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +134,7 @@ class OrderOrStudy:
     code: Any
     date: datetime | None
     words: str                    # body site and text, for regions and modalities of generic codes
-    resource: Resource = field(repr=False)
+    resource: Resource = field(repr=False, compare=False)  # kept for citation; the entry is what was read
 
 
 @dataclass(frozen=True)
@@ -369,6 +376,6 @@ def _imaging_study(reference: str, resource: Resource) -> OrderOrStudy | None:
                          for c in items_of(p.get("coding"))]}
     words = " ".join([codeable_text(p) for p in items_of(resource.get("procedureCode")) if isinstance(p, dict)]
                      + [resource.get("description") if isinstance(resource.get("description"), str) else ""]
-                     + [codeable_text(s.get("bodySite")) for s in items_of(resource.get("series"))
+                     + [_coding_display(s.get("bodySite")) for s in items_of(resource.get("series"))
                         if isinstance(s, dict)])
     return OrderOrStudy(reference, merged, parse_datetime(resource.get("started")), words.strip(), resource)

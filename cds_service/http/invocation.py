@@ -1,19 +1,22 @@
 """`POST /cds-services/{id}`: call a CDS service.
 
-The body is read once and parsed once with orjson; the checked request goes to the service's `advise`, and the
-cards come back with every empty value removed (G2). Errors are raised as `CdsError`s and answered as
-OperationOutcomes by cds_service.http.errors.
+The body is read once and decoded once, keeping only what the service reads (cds_service.hooks.wire); the checked
+request goes to the service's `advise`, and the cards come back with every empty value removed (G2). Errors are
+raised as `CdsError`s and answered as OperationOutcomes by cds_service.http.errors.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from cds_service import jsonio
 from cds_service.errors import InvalidRequest, UnknownService, UnsupportedMediaType
 from cds_service.hooks.request import HookRequest, parse_hook_request
+from cds_service.hooks.wire import decode_hook_request
 from cds_service.metrics import CARDS_ISSUED
 from cds_service.services.declaration import CdsServiceDeclaration
 from cds_service.services.runtime import Runtime
@@ -31,8 +34,9 @@ def find_service(service_id: str) -> CdsServiceDeclaration:
     return service
 
 
-def read_json_body() -> object:
-    """The request body parsed as JSON: 415 for a non-JSON media type, 413 over the limit, 400 if malformed."""
+def read_json_body(parse: Callable[[bytes], Any] = jsonio.loads) -> Any:
+    """The request body parsed as JSON (by `parse`): 415 for a non-JSON media type, 413 over the limit, 400 if
+    malformed."""
     mimetype = request.mimetype
     # Any JSON media type is accepted (application/json, application/fhir+json, with or without charset). A missing
     # Content-Type is tolerated; a declared non-JSON type is refused.
@@ -42,7 +46,7 @@ def read_json_body() -> object:
     if not data.strip():
         raise InvalidRequest("The request body is empty; a JSON object is required.")
     try:
-        return jsonio.loads(data)
+        return parse(data)
     except ValueError as exc:
         raise InvalidRequest(f"The request body is not valid JSON ({exc}).") from None
 
@@ -50,7 +54,7 @@ def read_json_body() -> object:
 @bp.post("/cds-services/<service_id>")
 def invoke(service_id: str) -> Response:
     service = find_service(service_id)
-    hook_request = parse_hook_request(read_json_body(), service.hook)
+    hook_request = parse_hook_request(read_json_body(decode_hook_request), service.hook)
     g.hook = hook_request.hook
     extensions = current_app.extensions
     runtime = Runtime(now=extensions["cds.clock"](), thresholds=extensions["cds.thresholds"],

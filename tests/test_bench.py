@@ -1,0 +1,70 @@
+"""The benchmark's synthetic patients: valid R4 (fhir.resources R4B), EHR-sized, and clinically what they claim.
+
+The benchmark's ratios are only meaningful if its requests look like an EHR's: valid resources of realistic size
+(performance-notes.md measured about 1.9 KB per resource), a few matching the rules among many that do not.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import orjson
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+
+from bench.generate import ANCHOR, patient
+from cds_service.fhir.prefetch import PATIENT_RECORD
+from cds_service.fhir.record import iter_resources
+from cds_service.fhir.search import prefetch_for
+from tests.support import hook_request
+
+FBSS = "Persistent/recurrent lumbar symptoms 42 wk after spine surgery (possible FBSS) — imaging recommended"
+RISKS = "Surgical risk factors for MISS/revision: uncontrolled diabetes — optimize before surgical referral"
+# With a bigger chart come the ibuprofen prescriptions of the background noise: conservative care already tried.
+REFERRAL = ("Recurrent symptoms despite conservative care after spine surgery — refer to spine surgeon for "
+            "revision/MISS evaluation")
+CARDS = {10: {FBSS, RISKS}, 300: {FBSS, RISKS, REFERRAL}}
+
+
+@pytest.fixture(scope="module")
+def chart() -> list[dict]:
+    return patient(300)
+
+
+def test_every_generated_resource_validates_as_r4(chart):
+    for resource in chart:
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+
+
+def test_the_generator_is_deterministic_and_sized_exactly():
+    assert patient(120) == patient(120)
+    assert len(patient(120)) == 120
+    assert patient(120, seed=2) != patient(120)
+
+
+def test_resources_are_ehr_sized(chart):
+    per_resource = len(orjson.dumps(chart)) / len(chart)
+    assert 1300 <= per_resource <= 2500, per_resource
+
+
+def test_the_prefetch_carries_every_generated_resource(chart):
+    prefetch = prefetch_for(PATIENT_RECORD, {"patientId": "bench-1"}, chart)
+    assert sum(1 for value in prefetch.values() for _ in iter_resources(value)) == len(chart)
+
+
+def test_a_realistic_mix_of_types(chart):
+    kinds = Counter(r["resourceType"] for r in chart)
+    assert set(kinds) == {"Patient", "Condition", "Procedure", "Observation", "MedicationRequest",
+                          "MedicationStatement", "ServiceRequest", "DiagnosticReport"}
+    assert kinds["Observation"] > kinds["Condition"] > kinds["ServiceRequest"]
+
+
+def test_the_bench_patient_gets_its_cards(app, client):
+    """The FBSS picture inside the noise still fires at every size: the benchmark measures a request with cards."""
+    app.extensions["cds.clock"] = lambda: ANCHOR
+    for size in (10, 300):
+        prefetch = prefetch_for(PATIENT_RECORD, {"patientId": "bench-1"}, patient(size))
+        response = client.post("/cds-services/fbss-miss-advisor",
+                               json=hook_request(patient_id="bench-1", prefetch=prefetch))
+        assert response.status_code == 200
+        assert {card["summary"] for card in response.json["cards"]} == CARDS[size]
