@@ -63,7 +63,7 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.99) - 1)]
 
 
-def in_process(repetitions: int) -> list[dict]:
+def in_process(repetitions: int, sizes: tuple[int, ...] = SIZES) -> list[dict]:
     logging.disable(logging.WARNING)
     from werkzeug.test import EnvironBuilder  # noqa: PLC0415
 
@@ -73,7 +73,7 @@ def in_process(repetitions: int) -> list[dict]:
     app.extensions["cds.clock"] = lambda: ANCHOR
     calls = {}
     for hook, service in (("patient-view", "fbss-miss-advisor"), ("order-select", "fbss-miss-order-select")):
-        for size in SIZES:
+        for size in sizes:
             body = _body(size, hook)
             environ = EnvironBuilder(path=f"/cds-services/{service}", method="POST", data=body,
                                      content_type="application/json").get_environ()
@@ -236,11 +236,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20, help="wrk duration per measurement (default 20)")
     parser.add_argument("--repetitions", type=int, default=400, help="in-process calls at 100 resources")
     parser.add_argument("--no-http", action="store_true", help="in-process figures only")
+    parser.add_argument("--sizes", type=lambda text: tuple(int(n) for n in text.split(",")), default=SIZES,
+                        help="patient sizes for the in-process figures (default 10,100,500,2000)")
+    parser.add_argument("--no-write", action="store_true", help="print the table without writing bench/RESULTS.md")
     args = parser.parse_args()
-    process_rows = in_process(args.repetitions)
+    process_rows = in_process(args.repetitions, args.sizes)
     http_rows, peaks = ([], []) if args.no_http else over_http(args.seconds)
     text = report(process_rows, http_rows, peaks, args.seconds)
-    (ROOT / "bench" / "RESULTS.md").write_text(text)
+    if not args.no_write:
+        (ROOT / "bench" / "RESULTS.md").write_text(text)
     print(text)
 
 

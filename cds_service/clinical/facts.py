@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from cds_service.clinical.knowledge import Thresholds
@@ -435,21 +435,54 @@ def _scs_present(record: PatientRecord, current: Mapping[str, tuple]) -> tuple[E
 def opioid_match(concept: Any) -> tuple[Mapping[str, Any] | None, Member] | None:
     """An opioid medication concept: by code (VS-19 products or ingredients), else by an ingredient named in its text
     (then the coding is None). Used for medication records (F7, F8) and for draft orders (O4)."""
+    return _drug_class(_concept_key(concept))[0]
+
+
+_Hit = tuple[Mapping[str, Any] | None, Member | None]
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _concept_key(concept: Any) -> tuple | None:
+    """What classification reads of a CodeableConcept (its text and each coding's system, code and display), as a
+    hashable key; values that are not strings are read as absent, as the readers do."""
+    if not isinstance(concept, dict):
+        return None
+    codings = concept.get("coding")
+    return (_text(concept.get("text")),
+            tuple((_text(c.get("system")), _text(c.get("code")), _text(c.get("display")))
+                  for c in codings if isinstance(c, dict)) if isinstance(codings, list) else ())
+
+
+@lru_cache(maxsize=50_000)
+def _drug_class(key: tuple | None) -> tuple[_Hit | None, _Hit | None]:
+    """(opioid hit, non-opioid analgesic hit) for a medication concept, each as (coding or None when matched by an
+    ingredient named in the text, member). Depends on the concept only, so it is remembered per distinct concept:
+    charts repeat the same drugs, and most of a medication list is neither kind."""
+    if key is None:
+        return None, None
+    text, codings = key
+    concept = {"text": text, "coding": [{"system": s, "code": c, "display": d} for s, c, d in codings]}
     hit = value_set("VS-19").match(concept)
     if hit is not None and (hit[1].has("subset", "product") or hit[1].has("subset", "ingredient")):
-        return hit
-    member = _ingredient_by_name("VS-19", codeable_text(concept))
-    return (None, member) if member is not None else None
+        return hit, None
+    words = codeable_text(concept)
+    member = _ingredient_by_name("VS-19", words)
+    if member is not None:
+        return (None, member), None
+    hit = value_set("VS-20").match(concept)
+    if hit is not None:
+        return None, hit
+    return None, ((None, None) if _ingredient_by_name("VS-20", words) is not None else None)
 
 
-def _opioid(entry: MedicationEntry) -> tuple[Evidence, Member | None] | None:
-    found = opioid_match(entry.code)
-    if found is None:
-        return None
-    coding, member = found
-    if coding is None:
-        return Evidence(entry.reference, "opioid", None, None, codeable_text(entry.code), entry.start), member
-    return _evidence(entry.reference, "opioid", coding, member, entry.start), member
+def _classified_evidence(entry: MedicationEntry, what: str, hit: _Hit) -> Evidence:
+    coding, member = hit
+    if coding is None or member is None:
+        return Evidence(entry.reference, what, None, None, codeable_text(entry.code), entry.start)
+    return _evidence(entry.reference, what, coding, member, entry.start)
 
 
 _WORD = re.compile(r"\w+")
@@ -489,19 +522,13 @@ class _Medication:
 
 
 def _classify_medications(record: PatientRecord) -> tuple[_Medication, ...]:
-    non_opioid = value_set("VS-20")
     classified = []
     for entry in record.medications:
-        opioid = _opioid(entry)
-        analgesic = None
-        if opioid is None:
-            hit = non_opioid.match(entry.code)
-            if hit is not None:
-                analgesic = _evidence(entry.reference, "analgesic", hit[0], hit[1], entry.start)
-            elif _ingredient_by_name("VS-20", codeable_text(entry.code)) is not None:
-                analgesic = Evidence(entry.reference, "analgesic", None, None, codeable_text(entry.code), entry.start)
-        if opioid is not None or analgesic is not None:
-            classified.append(_Medication(entry, opioid, analgesic))
+        opioid, analgesic = _drug_class(_concept_key(entry.code))
+        if opioid is not None:
+            classified.append(_Medication(entry, (_classified_evidence(entry, "opioid", opioid), opioid[1]), None))
+        elif analgesic is not None:
+            classified.append(_Medication(entry, None, _classified_evidence(entry, "analgesic", analgesic)))
     return tuple(classified)
 
 

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from cds_service.fhir.dates import add_age, first_datetime, parse_date, parse_datetime, quantity_days
-from cds_service.terminology.valuesets import members_for
+from cds_service.terminology.valuesets import string_members_for
 
 CONDITION_INVALID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 CONDITION_CURRENT_CLINICAL = frozenset({"active", "recurrence", "relapse"})
@@ -50,13 +50,6 @@ def _code_field(resource: Resource, name: str) -> str | None:
 
 def _status(resource: Resource) -> str | None:
     return _code_field(resource, "status")
-
-
-def _reference(resource: Resource, index: int) -> str:
-    """`Type/id`, or `Type/#n` for a resource without an id (still citable in a card, never a real reference)."""
-    rid = resource.get("id")
-    kind = resource.get("resourceType")
-    return f"{kind}/{rid}" if isinstance(rid, str) and rid else f"{kind}/#{index}"
 
 
 def codeable_text(codeable: Any) -> str:
@@ -178,17 +171,30 @@ _CODED_ONLY = frozenset({"Condition", "Procedure", "Observation", "ServiceReques
                          "ImagingStudy"})
 
 
+def _concept_known(concept: Any) -> bool:
+    """Whether any coding of a CodeableConcept is a member of any value set of the service."""
+    if isinstance(concept, dict):
+        codings = concept.get("coding")
+        if isinstance(codings, list):
+            for coding in codings:
+                if isinstance(coding, dict):
+                    system, code = coding.get("system"), coding.get("code")
+                    if isinstance(system, str) and isinstance(code, str) and string_members_for(system, code):
+                        return True
+    return False
+
+
 def _has_known_code(resource: Resource) -> bool:
     """Whether any coding of the resource (code, ImagingStudy procedureCode, Observation components) is a member of
-    any value set of the service."""
-    concepts = [resource.get("code"), *items_of(resource.get("procedureCode"))]
-    concepts += [c.get("code") for c in items_of(resource.get("component")) if isinstance(c, dict)]
-    for concept in concepts:
-        if isinstance(concept, dict):
-            for coding in items_of(concept.get("coding")):
-                if isinstance(coding, dict) and members_for(coding.get("system"), coding.get("code")):
-                    return True
-    return False
+    any value set of the service. On the request path for every coded resource, hence the plain loops."""
+    if _concept_known(resource.get("code")):
+        return True
+    procedure_codes = resource.get("procedureCode")
+    if isinstance(procedure_codes, list) and any(_concept_known(c) for c in procedure_codes):
+        return True
+    components = resource.get("component")
+    return isinstance(components, list) and any(isinstance(c, dict) and _concept_known(c.get("code"))
+                                                for c in components)
 
 
 def build_record(resources: Iterable[Resource], now: datetime, unavailable: Iterable[str] = (),
@@ -197,15 +203,23 @@ def build_record(resources: Iterable[Resource], now: datetime, unavailable: Iter
     seen: set[str] = set()
     by_type: dict[str, list[tuple[str, Resource]]] = {}
     for index, resource in enumerate(resources):
-        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        if not isinstance(resource, dict):
             continue
-        reference = _reference(resource, index)
+        kind = resource.get("resourceType")
+        if not isinstance(kind, str):
+            continue
+        rid = resource.get("id")
+        reference = f"{kind}/{rid}" if isinstance(rid, str) and rid else f"{kind}/#{index}"
         if reference in seen:
             continue
         seen.add(reference)
-        if resource["resourceType"] in _CODED_ONLY and not _has_known_code(resource):
+        if kind in _CODED_ONLY and not _has_known_code(resource):
             continue  # no rule can ever read it: skip the work of reading its dates (most of a real chart)
-        by_type.setdefault(resource.get("resourceType", ""), []).append((reference, resource))
+        group = by_type.get(kind)
+        if group is None:
+            by_type[kind] = [(reference, resource)]
+        else:
+            group.append((reference, resource))
 
     patients = by_type.get("Patient", [])
     birth = parse_date(patients[0][1].get("birthDate")) if patients else None

@@ -216,11 +216,12 @@ def members_for(system: Any, code: Any) -> tuple[Member, ...]:
     Cached by the coding as written: the request path resolves each distinct code once per process."""
     if not isinstance(system, str) or not isinstance(code, str):
         return ()  # checked before the cache, which needs hashable arguments
-    return _members_for(system, code)
+    return string_members_for(system, code)
 
 
 @lru_cache(maxsize=200_000)
-def _members_for(system: str, code: str) -> tuple[Member, ...]:
+def string_members_for(system: str, code: str) -> tuple[Member, ...]:
+    """`members_for` for a system and code already known to be strings (the record builder's inner loop)."""
     canonical = canonical_system(system)
     normal = normalise_code(canonical, code) if canonical else None
     if canonical is None or normal is None:
