@@ -447,13 +447,19 @@ def _text(value: Any) -> str | None:
 
 def _concept_key(concept: Any) -> tuple | None:
     """What classification reads of a CodeableConcept (its text and each coding's system, code and display), as a
-    hashable key; values that are not strings are read as absent, as the readers do."""
+    hashable key. Values are kept as written (the readers ignore what is not a string); a value that cannot be
+    hashed (an object or array where a string belongs) is read as absent."""
     if not isinstance(concept, dict):
         return None
     codings = concept.get("coding")
-    return (_text(concept.get("text")),
-            tuple((_text(c.get("system")), _text(c.get("code")), _text(c.get("display")))
-                  for c in codings if isinstance(c, dict)) if isinstance(codings, list) else ())
+    key = (concept.get("text"),
+           tuple([(c.get("system"), c.get("code"), c.get("display")) for c in codings if isinstance(c, dict)])
+           if isinstance(codings, list) else ())
+    try:
+        hash(key)
+    except TypeError:
+        return (_text(key[0]), tuple((_text(s), _text(c), _text(d)) for s, c, d in key[1]))
+    return key
 
 
 @lru_cache(maxsize=50_000)

@@ -270,17 +270,27 @@ def _procedure(reference: str, resource: Resource, birth: date | None) -> Proced
     return ProcedureEntry(reference, resource.get("code"), performed, body_site_text(resource), resource)
 
 
-def _observations(reference: str, resource: Resource) -> Iterator[ObservationEntry]:
+def _observations(reference: str, resource: Resource) -> list[ObservationEntry]:
     """The observation, and each coded component with a value (the PEG panel's pain item is a component)."""
-    if _status(resource) not in OBSERVATION_VALID or resource.get("dataAbsentReason"):
-        return
-    period = resource.get("effectivePeriod") if isinstance(resource.get("effectivePeriod"), dict) else {}
+    status = resource.get("status")
+    if not isinstance(status, str) or status not in OBSERVATION_VALID or resource.get("dataAbsentReason"):
+        return []
+    period = resource.get("effectivePeriod")
+    if not isinstance(period, dict):
+        period = {}
     effective = first_datetime(resource.get("effectiveDateTime"), period.get("end"), period.get("start"),
                                resource.get("effectiveInstant"), resource.get("issued"))
-    yield _observation_value(reference, resource.get("code"), resource, effective, resource)
-    for component in items_of(resource.get("component")):
-        if isinstance(component, dict) and not component.get("dataAbsentReason"):
-            yield _observation_value(reference, component.get("code"), component, effective, resource)
+    entries = [_observation_value(reference, resource.get("code"), resource, effective, resource)]
+    components = resource.get("component")
+    if isinstance(components, list):
+        entries += [_observation_value(reference, component.get("code"), component, effective, resource)
+                    for component in components
+                    if isinstance(component, dict) and not component.get("dataAbsentReason")]
+    return entries
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # a tuple: faster than a union
 
 
 def _observation_value(reference: str, code: Any, holder: Resource, effective: datetime | None,
@@ -288,8 +298,7 @@ def _observation_value(reference: str, code: Any, holder: Resource, effective: d
     value: float | None = None
     unit: str | None = None
     quantity = holder.get("valueQuantity")
-    if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float) \
-            and not isinstance(quantity.get("value"), bool):
+    if isinstance(quantity, dict) and _number(quantity.get("value")):
         value = float(quantity["value"])
         unit = quantity.get("code") or quantity.get("unit")
         unit = unit if isinstance(unit, str) else None

@@ -43,6 +43,7 @@ SYSTEMS: Mapping[str, str] = MappingProxyType({
     "http://nucc.org/provider-taxonomy": "nucc",
     "urn:oid:2.16.840.1.113883.6.101": "nucc",
 })
+_SYSTEMS = dict(SYSTEMS)
 _DOTLESS = frozenset({"icd10cm", "icd9cm", "icd10pcs"})
 _UPPER = frozenset({"icd10cm", "icd9cm", "icd10pcs", "cpt", "hcpcs"})
 
@@ -51,7 +52,8 @@ def canonical_system(system: Any) -> str | None:
     """The short name of a known code system, or None (unknown systems never match)."""
     if not isinstance(system, str):
         return None
-    return SYSTEMS.get(system.strip())
+    found = _SYSTEMS.get(system)  # as written, nearly always; a dict, not the read-only view, on the request path
+    return found if found is not None else _SYSTEMS.get(system.strip())
 
 
 def normalise_code(system: str, code: Any) -> str | None:
