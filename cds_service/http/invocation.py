@@ -1,8 +1,9 @@
 """`POST /cds-services/{id}`: call a CDS service.
 
 The body is read once and decoded once, keeping only what the service reads (cds_service.hooks.wire); the checked
-request goes to the service's `advise`, and the cards come back with every empty value removed (G2). Errors are
-raised as `CdsError`s and answered as OperationOutcomes by cds_service.http.errors.
+request goes to the service's `advise`, and the cards go out without empty values (G2: the renderer's are built so,
+any other is compacted here). Errors are raised as `CdsError`s and answered as OperationOutcomes by
+cds_service.http.errors.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cds_service.errors import InvalidRequest, UnknownService, UnsupportedMediaT
 from cds_service.hooks.request import HookRequest, parse_hook_request
 from cds_service.hooks.wire import decode_hook_request
 from cds_service.metrics import CARDS_ISSUED
+from cds_service.render.cards import RenderedCard
 from cds_service.services.declaration import CdsServiceDeclaration
 from cds_service.services.runtime import Runtime
 from cds_service.storage.ledger import IssuedCardRow
@@ -60,7 +62,8 @@ def invoke(service_id: str) -> Response:
     runtime = Runtime(now=extensions["cds.clock"](), thresholds=extensions["cds.thresholds"],
                       renderer=extensions["cds.renderer"], fhir_client=extensions["cds.fhir_client"],
                       fetch_policy=extensions["cds.fetch_policy"])
-    cards = [jsonio.compact(card) for card in service.advise(hook_request, runtime)]
+    cards = [card if isinstance(card, RenderedCard) else jsonio.compact(card)
+             for card in service.advise(hook_request, runtime)]
     g.card_count = len(cards)
     for card in cards:
         CARDS_ISSUED.labels(card_type=card["source"]["topic"]["code"]).inc()

@@ -3,6 +3,9 @@
 Every card gets a fresh uuid, an indicator from the catalogue, a summary under 140 characters, a markdown detail that
 cites its evidence with dates, `source.topic` naming its card type, links to the guideline, override reasons, and its
 suggestions with `selectionBehavior`. Nothing here decides anything clinical.
+
+Cards carry no empty values (CDS Hooks G2) by construction: the catalogue's static parts are compacted when loaded,
+the rendered suggestions here, and every other field is filled or left out.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from cds_service.clinical.model import Evidence, Finding
 from cds_service.ids import new_uuid
+from cds_service.jsonio import compact
 from cds_service.render.catalogue import CARD_TYPE_SYSTEM, Catalogue, load_catalogue, short
 from cds_service.render.citation import cite, md
 from cds_service.render.suggestions import reason_codes, render_suggestion
@@ -23,6 +27,11 @@ log = logging.getLogger("cds_service.render")
 SUMMARY_MAX = 139
 _BLANK_LINES = re.compile(r"\n{3,}")
 _DIAGNOSES = ("icd10cm", "icd9cm", "snomed")
+
+
+class RenderedCard(dict):
+    """A card built by the renderer, free of empty values by construction (so the response builder need not walk
+    it again); a card from anywhere else is compacted before it is sent."""
 
 
 class CardRenderer:
@@ -46,17 +55,18 @@ class CardRenderer:
             summary = short(summary, SUMMARY_MAX)
         detail = _BLANK_LINES.sub("\n\n", template.detail.render(context)).strip()
         reasons = reason_codes(finding.evidence)
-        suggestions = [s for s in (render_suggestion(item, self.catalogue, template.suggestion_descriptions,
-                                                     patient_id, reasons) for item in finding.suggestions) if s]
-        card: dict[str, Any] = {
+        suggestions = [compact(s) for s in (render_suggestion(item, self.catalogue, template.suggestion_descriptions,
+                                                             patient_id, reasons) for item in finding.suggestions) if s]
+        card = RenderedCard({
             "uuid": new_uuid(),
             "summary": summary,
-            "detail": detail,
             "indicator": template.indicator,
             "source": {**template.source, "topic": {"system": CARD_TYPE_SYSTEM, "code": finding.card_type}},
             "overrideReasons": list(template.override_reasons),
             "links": [{"label": link["label"], "url": link["url"], "type": "absolute"} for link in template.links],
-        }
+        })
+        if detail:
+            card["detail"] = detail
         if suggestions:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = "any"

@@ -14,6 +14,7 @@ import yaml
 from jinja2 import DictLoader, StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
+from cds_service.jsonio import compact
 from cds_service.terminology.valuesets import value_set
 
 CARD_TYPE_SYSTEM = "urn:spine-cds:card-type"
@@ -91,8 +92,8 @@ def load_catalogue() -> Catalogue:
             indicator=raw["indicator"],
             summary=environment.from_string(raw["summary"]),
             detail=environment.from_string(raw["detail"]),
-            source=MappingProxyType(raw["source"]),
-            links=tuple(raw.get("links") or ()),
+            source=MappingProxyType(compact(raw["source"])),
+            links=tuple(compact(list(raw.get("links") or ()))),
             suggestion_descriptions=MappingProxyType(raw.get("suggestions") or {}),
             override_reasons=tuple({"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": reasons[code]}
                                    for code in raw["overrideReasons"]),
