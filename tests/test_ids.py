@@ -11,7 +11,8 @@ from cds_service.ids import new_uuid
 def test_ids_are_unique_version_4_uuids():
     ids = [new_uuid() for _ in range(5000)]
     assert len(set(ids)) == 5000
-    assert all(uuid.UUID(i).version == 4 for i in ids)
+    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 and str(uuid.UUID(i)) == i
+               for i in ids)
 
 
 def test_a_forked_child_does_not_repeat_the_parents_ids():
