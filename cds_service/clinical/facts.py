@@ -25,7 +25,13 @@ from cds_service.fhir.record import (
     PatientRecord,
     codeable_text,
 )
-from cds_service.terminology.valuesets import Member, ValueSet, canonical_system, members_for, value_set
+from cds_service.terminology.valuesets import (
+    Member,
+    ValueSet,
+    canonical_system,
+    string_members_for,
+    value_set,
+)
 
 _REGION_WORDS = (
     ("cervical", re.compile(r"(?i)\b(cervical|neck|c[1-7](-c?[1-7])?)\b")),
@@ -213,24 +219,30 @@ _OBSERVATION_VALUE_SETS = ("VS-LAB-A1C", "VS-12", "VS-13", "VS-PAIN")
 
 def _by_value_set(entries: Iterable[Any], vs_ids: tuple[str, ...], when: str) -> dict[str, tuple]:
     """(entry, evidence, member) per value set, looking each coding up once in the combined index; an entry counts
-    once per value set, by its first coding that is a member (as ValueSet.match does)."""
-    wanted = frozenset(vs_ids)
+    once per value set, by its first coding that is a member (as ValueSet.match does). Runs over every coded entry
+    of the record, hence the plain loop."""
     out: dict[str, list] = {vs_id: [] for vs_id in vs_ids}
     for entry in entries:
         code = entry.code
         codings = code.get("coding") if isinstance(code, dict) else None
         if not isinstance(codings, list):
             continue
-        seen: set[str] = set()
+        seen: set[str] | None = None
         for coding in codings:
             if not isinstance(coding, dict):
                 continue
-            for member in members_for(coding.get("system"), coding.get("code")):
-                vs_id = member.value_set
-                if vs_id in wanted and vs_id not in seen:
-                    seen.add(vs_id)
-                    out[vs_id].append((entry, _evidence(entry.reference, member.display, coding, member,
-                                                        getattr(entry, when)), member))
+            system, value = coding.get("system"), coding.get("code")
+            if not isinstance(system, str) or not isinstance(value, str):
+                continue
+            for member in string_members_for(system, value):
+                found = out.get(member.value_set)
+                if found is None or (seen is not None and member.value_set in seen):
+                    continue
+                if seen is None:
+                    seen = set()
+                seen.add(member.value_set)
+                found.append((entry, _evidence(entry.reference, member.display, coding, member,
+                                               getattr(entry, when)), member))
     return {vs_id: tuple(items) for vs_id, items in out.items()}
 
 
