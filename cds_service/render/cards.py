@@ -4,8 +4,8 @@ Every card gets a fresh uuid, an indicator from the catalogue, a summary under 1
 cites its evidence with dates, `source.topic` naming its card type, links to the guideline, override reasons, and its
 suggestions with `selectionBehavior`. Nothing here decides anything clinical.
 
-Cards carry no empty values (CDS Hooks G2) by construction: the catalogue's static parts are compacted when loaded,
-the rendered suggestions here, and every other field is filled or left out.
+Cards carry no empty values (CDS Hooks G2) by construction: the catalogue's data is compacted when loaded, and every
+field rendered here (suggestions included) is filled or left out.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 
 from cds_service.clinical.model import Evidence, Finding
 from cds_service.ids import new_uuid
-from cds_service.jsonio import compact
 from cds_service.render.catalogue import CARD_TYPE_SYSTEM, Catalogue, load_catalogue, short
 from cds_service.render.citation import cite, md
 from cds_service.render.suggestions import reason_codes, render_suggestion
@@ -55,8 +54,8 @@ class CardRenderer:
             summary = short(summary, SUMMARY_MAX)
         detail = _BLANK_LINES.sub("\n\n", template.detail.render(context)).strip()
         reasons = reason_codes(finding.evidence)
-        suggestions = [compact(s) for s in (render_suggestion(item, self.catalogue, template.suggestion_descriptions,
-                                                             patient_id, reasons) for item in finding.suggestions) if s]
+        suggestions = [s for s in (render_suggestion(item, self.catalogue, template.suggestion_descriptions,
+                                                     patient_id, reasons) for item in finding.suggestions) if s]
         card = RenderedCard({
             "uuid": new_uuid(),
             "summary": summary,

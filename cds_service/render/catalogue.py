@@ -107,8 +107,8 @@ def load_catalogue() -> Catalogue:
         study["coding"] = studies[key]
     return Catalogue(
         cards=MappingProxyType(cards),
-        orders=MappingProxyType(orders["orders"]),
-        actions=MappingProxyType(orders["actions"]),
-        studies=MappingProxyType(orders["studies"]),
+        orders=MappingProxyType(compact(orders["orders"])),
+        actions=MappingProxyType(compact(orders["actions"])),
+        studies=MappingProxyType(compact(orders["studies"])),
         unavailable_labels=MappingProxyType(partials["unavailable_labels"]),
     )

@@ -72,10 +72,11 @@ def service_request(suggestion: Suggestion, catalogue: Catalogue, patient_id: st
         "resourceType": "ServiceRequest",
         "status": "draft",
         "intent": "proposal",
-        "priority": priority or suggestion.priority,
         "code": code,
         "subject": {"reference": f"Patient/{patient_id}"},
     }
+    if priority or suggestion.priority:
+        resource["priority"] = priority or suggestion.priority
     if reasons:
         resource["reasonCode"] = reasons
     if "performerType" in template:
