@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from jinja2 import Template
+
 from cds_service.clinical.model import Evidence, Finding
 from cds_service.ids import new_uuid
 from cds_service.render.catalogue import CARD_TYPE_SYSTEM, Catalogue, load_catalogue, short
@@ -48,11 +50,11 @@ class CardRenderer:
     def card(self, finding: Finding, *, now: datetime, patient_id: str, unavailable: list[str]) -> dict[str, Any]:
         template = self.catalogue.cards[finding.card_type]
         context = self._context(finding, now, unavailable, template.extra)
-        summary = " ".join(template.summary.render(context).split())
+        summary = " ".join(_render(template.summary, context).split())
         if len(summary) > SUMMARY_MAX:
             log.warning("summary shortened", extra={"card_type": finding.card_type, "length": len(summary)})
             summary = short(summary, SUMMARY_MAX)
-        detail = _BLANK_LINES.sub("\n\n", template.detail.render(context)).strip()
+        detail = _BLANK_LINES.sub("\n\n", _render(template.detail, context)).strip()
         reasons = reason_codes(finding.evidence)
         suggestions = [s for s in (render_suggestion(item, self.catalogue, template.suggestion_descriptions,
                                                      patient_id, reasons) for item in finding.suggestions) if s]
@@ -95,6 +97,12 @@ class CardRenderer:
             "unavailable": unavailable,
             "t": extra,  # the template's own data (e.g. cause_labels)
         }
+
+
+def _render(template: Template, context: dict[str, Any]) -> str:
+    """`template.render(context)` without Jinja's per-call copy of the environment's globals into a new context
+    (a shared context, Jinja's own option): card templates use only their variables, filters and the partials."""
+    return "".join(template.root_render_func(template.new_context(context, shared=True)))
 
 
 def _surgery_from_diagnosis(evidence: Iterable[Evidence], now: datetime) -> str:
