@@ -29,7 +29,6 @@ from cds_service.terminology.valuesets import (
     Member,
     ValueSet,
     canonical_system,
-    string_members_for,
     value_set,
 )
 
@@ -64,11 +63,14 @@ def _evidence(reference: str, what: str, coding: Mapping[str, Any], member: Memb
 
 
 def _matched(vs: ValueSet, entries: Iterable[Any]) -> Iterator[tuple[Any, Mapping[str, Any], Member]]:
-    """(entry, coding, member) for each entry whose code is in the value set (first matching coding)."""
+    """(entry, coding, member) for each entry whose code is in the value set: its first coding that is a member, with
+    that set's most specific member (as ValueSet.match finds them), read from the entry's looked-up codings."""
     for entry in entries:
-        hit = vs.match(entry.code)
-        if hit is not None:
-            yield entry, hit[0], hit[1]
+        for coding, members in entry.matches:
+            member = next((m for m in members if m.value_set == vs.id), None)
+            if member is not None:
+                yield entry, coding, member
+                break
 
 
 @dataclass(frozen=True)
@@ -218,23 +220,13 @@ _OBSERVATION_VALUE_SETS = ("VS-LAB-A1C", "VS-12", "VS-13", "VS-PAIN")
 
 
 def _by_value_set(entries: Iterable[Any], vs_ids: tuple[str, ...], when: str) -> dict[str, tuple]:
-    """(entry, evidence, member) per value set, looking each coding up once in the combined index; an entry counts
-    once per value set, by its first coding that is a member (as ValueSet.match does). Runs over every coded entry
-    of the record, hence the plain loop."""
+    """(entry, evidence, member) per value set, from each entry's looked-up codings; an entry counts once per value
+    set, by its first coding that is a member (as ValueSet.match does)."""
     out: dict[str, list] = {vs_id: [] for vs_id in vs_ids}
     for entry in entries:
-        code = entry.code
-        codings = code.get("coding") if isinstance(code, dict) else None
-        if not isinstance(codings, list):
-            continue
         seen: set[str] | None = None
-        for coding in codings:
-            if not isinstance(coding, dict):
-                continue
-            system, value = coding.get("system"), coding.get("code")
-            if not isinstance(system, str) or not isinstance(value, str):
-                continue
-            for member in string_members_for(system, value):
+        for coding, members in entry.matches:
+            for member in members:
                 found = out.get(member.value_set)
                 if found is None or (seen is not None and member.value_set in seen):
                     continue

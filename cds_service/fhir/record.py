@@ -8,13 +8,13 @@ OperationOutcome entries and resources of types the rules do not read are skippe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from cds_service.fhir.dates import add_age, first_datetime, parse_date, parse_datetime, quantity_days
-from cds_service.terminology.valuesets import string_members_for
+from cds_service.terminology.valuesets import Member, string_members_for
 
 CONDITION_INVALID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 CONDITION_CURRENT_CLINICAL = frozenset({"active", "recurrence", "relapse"})
@@ -26,6 +26,7 @@ SERVICE_REQUEST_VALID = frozenset({"active", "completed"})
 REPORT_VALID = frozenset({"final", "amended", "corrected", "appended", "preliminary", "partial"})
 
 Resource = dict[str, Any]
+Matches = tuple[tuple[Mapping[str, Any], tuple[Member, ...]], ...]
 
 
 def _status_code(codeable: Any) -> str | None:
@@ -84,6 +85,7 @@ class ConditionEntry:
     recorded: datetime | None
     current: bool                 # clinicalStatus active/recurrence/relapse (or missing) and not abated by now
     resource: Resource = field(repr=False, compare=False)  # kept for citation; the entry is what was read
+    matches: Matches = field(default=(), repr=False, compare=False)  # its code's value-set members
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,7 @@ class ProcedureEntry:
     performed: datetime | None
     body_site: str
     resource: Resource = field(repr=False, compare=False)  # kept for citation; the entry is what was read
+    matches: Matches = field(default=(), repr=False, compare=False)  # its code's value-set members
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,7 @@ class ObservationEntry:
     unit: str | None
     answer: Any                   # valueCodeableConcept
     resource: Resource = field(repr=False, compare=False)  # kept for citation; the entry is what was read
+    matches: Matches = field(default=(), repr=False, compare=False)  # its code's value-set members
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,7 @@ class OrderOrStudy:
     date: datetime | None
     words: str                    # body site and text, for regions and modalities of generic codes
     resource: Resource = field(repr=False, compare=False)  # kept for citation; the entry is what was read
+    matches: Matches = field(default=(), repr=False, compare=False)  # its code's value-set members
 
 
 @dataclass(frozen=True)
@@ -171,29 +176,32 @@ _CODED_ONLY = frozenset({"Condition", "Procedure", "Observation", "ServiceReques
                          "ImagingStudy"})
 
 
-def _concept_known(concept: Any) -> bool:
-    """Whether any coding of a CodeableConcept is a member of any value set of the service."""
-    if isinstance(concept, dict):
-        codings = concept.get("coding")
-        if isinstance(codings, list):
-            for coding in codings:
-                if isinstance(coding, dict):
-                    system, code = coding.get("system"), coding.get("code")
-                    if isinstance(system, str) and isinstance(code, str) and string_members_for(system, code):
-                        return True
-    return False
+def concept_matches(concept: Any) -> Matches:
+    """Each coding of a CodeableConcept that is a member of any of the service's value sets, with its members (in
+    coding order): the one value-set lookup of a coding per request, kept on the entry for the facts to read."""
+    if not isinstance(concept, dict):
+        return ()
+    codings = concept.get("coding")
+    if not isinstance(codings, list):
+        return ()
+    found = []
+    for coding in codings:
+        if isinstance(coding, dict):
+            system, code = coding.get("system"), coding.get("code")
+            if isinstance(system, str) and isinstance(code, str):
+                members = string_members_for(system, code)
+                if members:
+                    found.append((coding, members))
+    return tuple(found)
 
 
-def _has_known_code(resource: Resource) -> bool:
-    """Whether any coding of the resource (code, ImagingStudy procedureCode, Observation components) is a member of
-    any value set of the service. On the request path for every coded resource, hence the plain loops."""
-    if _concept_known(resource.get("code")):
-        return True
+def _other_known_code(resource: Resource) -> bool:
+    """Whether an ImagingStudy procedureCode or an Observation component has a code of the service's value sets."""
     procedure_codes = resource.get("procedureCode")
-    if isinstance(procedure_codes, list) and any(_concept_known(c) for c in procedure_codes):
+    if isinstance(procedure_codes, list) and any(concept_matches(c) for c in procedure_codes):
         return True
     components = resource.get("component")
-    return isinstance(components, list) and any(isinstance(c, dict) and _concept_known(c.get("code"))
+    return isinstance(components, list) and any(isinstance(c, dict) and concept_matches(c.get("code"))
                                                 for c in components)
 
 
@@ -201,7 +209,7 @@ def build_record(resources: Iterable[Resource], now: datetime, unavailable: Iter
                  default_supply_days: int = 30) -> PatientRecord:
     """Sort resources by type, drop invalid ones (§2.2) and read their dates. Duplicates (same Type/id) count once."""
     seen: set[str] = set()
-    by_type: dict[str, list[tuple[str, Resource]]] = {}
+    by_type: dict[str, list[tuple[str, Resource, Matches]]] = {}
     for index, resource in enumerate(resources):
         if not isinstance(resource, dict):
             continue
@@ -213,36 +221,41 @@ def build_record(resources: Iterable[Resource], now: datetime, unavailable: Iter
         if reference in seen:
             continue
         seen.add(reference)
-        if kind in _CODED_ONLY and not _has_known_code(resource):
-            continue  # no rule can ever read it: skip the work of reading its dates (most of a real chart)
+        matches: Matches = ()
+        if kind in _CODED_ONLY:
+            matches = concept_matches(resource.get("code"))
+            if not matches and not _other_known_code(resource):
+                continue  # no rule can ever read it: skip the work of reading its dates (most of a real chart)
         group = by_type.get(kind)
         if group is None:
-            by_type[kind] = [(reference, resource)]
+            by_type[kind] = [(reference, resource, matches)]
         else:
-            group.append((reference, resource))
+            group.append((reference, resource, matches))
 
     patients = by_type.get("Patient", [])
     birth = parse_date(patients[0][1].get("birthDate")) if patients else None
     supply = timedelta(days=default_supply_days)
     return PatientRecord(
         birth_date=birth,
-        conditions=tuple(e for r, res in by_type.get("Condition", []) if (e := _condition(r, res, birth, now))),
-        procedures=tuple(e for r, res in by_type.get("Procedure", []) if (e := _procedure(r, res, birth))),
-        observations=tuple(o for r, res in by_type.get("Observation", []) for o in _observations(r, res)),
+        conditions=tuple(e for r, res, m in by_type.get("Condition", []) if (e := _condition(r, res, m, birth, now))),
+        procedures=tuple(e for r, res, m in by_type.get("Procedure", []) if (e := _procedure(r, res, m, birth))),
+        observations=tuple(o for r, res, m in by_type.get("Observation", []) for o in _observations(r, res, m)),
         medications=tuple(
-            [e for r, res in by_type.get("MedicationRequest", []) if (e := _medication_request(r, res, supply))]
-            + [e for r, res in by_type.get("MedicationStatement", []) if (e := _medication_statement(r, res, now))]
+            [e for r, res, _ in by_type.get("MedicationRequest", []) if (e := _medication_request(r, res, supply))]
+            + [e for r, res, _ in by_type.get("MedicationStatement", []) if (e := _medication_statement(r, res, now))]
         ),
-        service_requests=tuple(e for r, res in by_type.get("ServiceRequest", []) if (e := _service_request(r, res))),
+        service_requests=tuple(e for r, res, m in by_type.get("ServiceRequest", [])
+                               if (e := _service_request(r, res, m))),
         imaging=tuple(
-            [e for r, res in by_type.get("DiagnosticReport", []) if (e := _report(r, res))]
-            + [e for r, res in by_type.get("ImagingStudy", []) if (e := _imaging_study(r, res))]
+            [e for r, res, m in by_type.get("DiagnosticReport", []) if (e := _report(r, res, m))]
+            + [e for r, res, _ in by_type.get("ImagingStudy", []) if (e := _imaging_study(r, res))]
         ),
         unavailable=frozenset(unavailable),
     )
 
 
-def _condition(reference: str, resource: Resource, birth: date | None, now: datetime) -> ConditionEntry | None:
+def _condition(reference: str, resource: Resource, matches: Matches, birth: date | None,
+               now: datetime) -> ConditionEntry | None:
     if _status_code(resource.get("verificationStatus")) in CONDITION_INVALID_VERIFICATION:
         return None
     period = resource.get("onsetPeriod") if isinstance(resource.get("onsetPeriod"), dict) else {}
@@ -252,7 +265,7 @@ def _condition(reference: str, resource: Resource, birth: date | None, now: date
     clinical = _status_code(resource.get("clinicalStatus"))
     abatement = _abatement(resource, birth)
     current = (clinical is None or clinical in CONDITION_CURRENT_CLINICAL) and not (abatement and abatement <= now)
-    return ConditionEntry(reference, resource.get("code"), onset or recorded, recorded, current, resource)
+    return ConditionEntry(reference, resource.get("code"), onset or recorded, recorded, current, resource, matches)
 
 
 def _abatement(resource: Resource, birth: date | None) -> datetime | None:
@@ -261,16 +274,16 @@ def _abatement(resource: Resource, birth: date | None) -> datetime | None:
             or add_age(birth, resource.get("abatementAge")))
 
 
-def _procedure(reference: str, resource: Resource, birth: date | None) -> ProcedureEntry | None:
+def _procedure(reference: str, resource: Resource, matches: Matches, birth: date | None) -> ProcedureEntry | None:
     if _status(resource) != "completed":
         return None
     period = resource.get("performedPeriod") if isinstance(resource.get("performedPeriod"), dict) else {}
     performed = (first_datetime(resource.get("performedDateTime"), period.get("end"), period.get("start"))
                  or add_age(birth, resource.get("performedAge")))
-    return ProcedureEntry(reference, resource.get("code"), performed, body_site_text(resource), resource)
+    return ProcedureEntry(reference, resource.get("code"), performed, body_site_text(resource), resource, matches)
 
 
-def _observations(reference: str, resource: Resource) -> list[ObservationEntry]:
+def _observations(reference: str, resource: Resource, matches: Matches) -> list[ObservationEntry]:
     """The observation, and each coded component with a value (the PEG panel's pain item is a component)."""
     status = resource.get("status")
     if not isinstance(status, str) or status not in OBSERVATION_VALID or resource.get("dataAbsentReason"):
@@ -280,10 +293,11 @@ def _observations(reference: str, resource: Resource) -> list[ObservationEntry]:
         period = {}
     effective = first_datetime(resource.get("effectiveDateTime"), period.get("end"), period.get("start"),
                                resource.get("effectiveInstant"), resource.get("issued"))
-    entries = [_observation_value(reference, resource.get("code"), resource, effective, resource)]
+    entries = [_observation_value(reference, resource, effective, resource, matches)]
     components = resource.get("component")
     if isinstance(components, list):
-        entries += [_observation_value(reference, component.get("code"), component, effective, resource)
+        entries += [_observation_value(reference, component, effective, resource,
+                                       concept_matches(component.get("code")))
                     for component in components
                     if isinstance(component, dict) and not component.get("dataAbsentReason")]
     return entries
@@ -293,8 +307,9 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)  # a tuple: faster than a union
 
 
-def _observation_value(reference: str, code: Any, holder: Resource, effective: datetime | None,
-                       resource: Resource) -> ObservationEntry:
+def _observation_value(reference: str, holder: Resource, effective: datetime | None, resource: Resource,
+                       matches: Matches) -> ObservationEntry:
+    """An entry for the observation or one of its components (`holder`): its code, value and unit."""
     value: float | None = None
     unit: str | None = None
     quantity = holder.get("valueQuantity")
@@ -304,7 +319,8 @@ def _observation_value(reference: str, code: Any, holder: Resource, effective: d
         unit = unit if isinstance(unit, str) else None
     elif isinstance(holder.get("valueInteger"), int) and not isinstance(holder.get("valueInteger"), bool):
         value = float(holder["valueInteger"])
-    return ObservationEntry(reference, code, effective, value, unit, holder.get("valueCodeableConcept"), resource)
+    return ObservationEntry(reference, holder.get("code"), effective, value, unit, holder.get("valueCodeableConcept"),
+                            resource, matches)
 
 
 def medication_code(resource: Resource) -> Any:
@@ -373,22 +389,22 @@ def _words(resource: Resource) -> str:
     return f"{body_site_text(resource)} {codeable_text(resource.get('code'))}".strip()
 
 
-def _service_request(reference: str, resource: Resource) -> OrderOrStudy | None:
+def _service_request(reference: str, resource: Resource, matches: Matches) -> OrderOrStudy | None:
     if _status(resource) not in SERVICE_REQUEST_VALID:
         return None
     period = resource.get("occurrencePeriod") if isinstance(resource.get("occurrencePeriod"), dict) else {}
     when = first_datetime(resource.get("occurrenceDateTime"), period.get("start"), resource.get("authoredOn"))
-    return OrderOrStudy(reference, resource.get("code"), when, _words(resource), resource)
+    return OrderOrStudy(reference, resource.get("code"), when, _words(resource), resource, matches)
 
 
-def _report(reference: str, resource: Resource) -> OrderOrStudy | None:
+def _report(reference: str, resource: Resource, matches: Matches) -> OrderOrStudy | None:
     if _status(resource) not in REPORT_VALID:
         return None
     period = resource.get("effectivePeriod") if isinstance(resource.get("effectivePeriod"), dict) else {}
     when = first_datetime(resource.get("effectiveDateTime"), period.get("end"), period.get("start"),
                           resource.get("issued"))
     words = f"{_words(resource)} {resource.get('conclusion') if isinstance(resource.get('conclusion'), str) else ''}"
-    return OrderOrStudy(reference, resource.get("code"), when, words.strip(), resource)
+    return OrderOrStudy(reference, resource.get("code"), when, words.strip(), resource, matches)
 
 
 def _imaging_study(reference: str, resource: Resource) -> OrderOrStudy | None:
@@ -401,4 +417,5 @@ def _imaging_study(reference: str, resource: Resource) -> OrderOrStudy | None:
                      + [resource.get("description") if isinstance(resource.get("description"), str) else ""]
                      + [_coding_display(s.get("bodySite")) for s in items_of(resource.get("series"))
                         if isinstance(s, dict)])
-    return OrderOrStudy(reference, merged, parse_datetime(resource.get("started")), words.strip(), resource)
+    return OrderOrStudy(reference, merged, parse_datetime(resource.get("started")), words.strip(), resource,
+                        concept_matches(merged))
