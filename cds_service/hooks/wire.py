@@ -6,11 +6,12 @@ the cost of `orjson.loads` on a real request. msgspec, given the shape below, sk
 and returns plain dicts holding only the named keys: about 0.4 to 0.6 times the cost of `orjson.loads` on EHR-style
 data (bench/), and the rest of the service sees the same dicts it would have seen, minus fields it never reads.
 
-Every field the service reads is typed `Any`, so odd values (a list-valued `status`, a number where a string
-belongs) decode as they are and the defensive readers in cds_service.fhir.record deal with them. Only the containers
-that carry the shape are typed (the prefetch object, a Bundle's `entry` list, an entry's `resource` object); a body
-that does not fit them, or is not valid JSON, is parsed again with `orjson.loads` in full, the general path, which
-gives exactly the behaviour (and error messages) the service has for any body.
+Leaf values the service reads are typed `Any`, so odd values (a list-valued `status`, a number where a string belongs)
+decode as they are and the defensive readers in cds_service.fhir.record deal with them. The containers are typed (the
+prefetch object, a Bundle's `entry` list, an entry's `resource`, and CodeableConcept, Coding, Dosage, Quantity shapes,
+so that their unread parts are skipped as well); a body that does not fit them (invalid FHIR), or is not valid JSON,
+is parsed again with `orjson.loads` in full, the general path, which gives exactly the behaviour (and error messages)
+the service has for any body.
 
 `RESOURCE_FIELDS` must name every element of a prefetched resource that any reader uses: the PatientRecord builder,
 prefetch resolution (Bundle `entry` and `link`, OperationOutcome `issue`). tests/test_wire.py proves that records
@@ -36,14 +37,59 @@ RESOURCE_FIELDS = (
 )
 
 
+class WireCoding(TypedDict, total=False):
+    """Coding: what evidence cites (system, code, display); `version`, `userSelected`, extensions are skipped."""
+
+    system: Any
+    code: Any
+    display: Any
+
+
+class WireConcept(TypedDict, total=False):
+    """CodeableConcept."""
+
+    coding: list[WireCoding]
+    text: Any
+
+
+class WireRepeat(TypedDict, total=False):
+    boundsPeriod: Any
+
+
+class WireTiming(TypedDict, total=False):
+    repeat: WireRepeat
+
+
+class WireDosage(TypedDict, total=False):
+    """Dosage: only the timing bounds (an EHR's dosage text, routes and dose rates are skipped)."""
+
+    timing: WireTiming
+
+
+class WireDispense(TypedDict, total=False):
+    expectedSupplyDuration: Any
+
+
+class WireQuantity(TypedDict, total=False):
+    value: Any
+    unit: Any
+    code: Any
+
+
 class WireEntry(TypedDict, total=False):
     """Bundle.entry: only the resource is read."""
 
     resource: WireResource
 
 
-WireResource = TypedDict("WireResource", {**dict.fromkeys(RESOURCE_FIELDS, Any), "entry": list[WireEntry]},
-                         total=False)
+# The bulky elements are read through shapes of their own, so that their unread parts are skipped too; a value of
+# another shape (invalid FHIR) sends the whole body to the full parse.
+_SHAPED = {"code": WireConcept, "clinicalStatus": WireConcept, "verificationStatus": WireConcept,
+           "medicationCodeableConcept": WireConcept, "valueCodeableConcept": WireConcept,
+           "dosageInstruction": list[WireDosage], "dispenseRequest": WireDispense, "valueQuantity": WireQuantity}
+
+WireResource = TypedDict("WireResource", {**{name: _SHAPED.get(name, Any) for name in RESOURCE_FIELDS},
+                                          "entry": list[WireEntry]}, total=False)
 WireResource.__doc__ = "A prefetched resource or Bundle, with only the elements the service reads."
 
 
@@ -59,6 +105,12 @@ class WireHookRequest(TypedDict, total=False):
 
 
 _DECODER = msgspec.json.Decoder(WireHookRequest)
+
+
+def decode_slim(data: bytes) -> Any:
+    """The slim decode alone: raises `msgspec.MsgspecError` for a body of another shape (tests use it to check that
+    EHR-shaped requests take this path)."""
+    return _DECODER.decode(data)
 
 
 def decode_hook_request(data: bytes) -> Any:
