@@ -17,7 +17,7 @@ SYSTEM_LABELS = MappingProxyType({
 })
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: one is built per matched resource per request (see record.py)
 class Evidence:
     """One resource that made a fact true: what it is, its code, its date and (for results) its value."""
 

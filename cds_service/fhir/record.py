@@ -77,7 +77,9 @@ def body_site_text(resource: Resource) -> str:
     return " ".join(codeable_text(site) for site in sites)
 
 
-@dataclass(frozen=True, slots=True)
+# Entries are built for every resource of every request: plain slotted classes, not frozen ones (a frozen
+# dataclass's __init__ sets each field through object.__setattr__, three times the cost). Nothing mutates them.
+@dataclass(slots=True)
 class ConditionEntry:
     reference: str
     code: Any
@@ -88,7 +90,7 @@ class ConditionEntry:
     matches: Matches = field(default=(), repr=False, compare=False)  # its code's value-set members
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProcedureEntry:
     reference: str
     code: Any
@@ -98,7 +100,7 @@ class ProcedureEntry:
     matches: Matches = field(default=(), repr=False, compare=False)  # its code's value-set members
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ObservationEntry:
     reference: str
     code: Any
@@ -110,7 +112,7 @@ class ObservationEntry:
     matches: Matches = field(default=(), repr=False, compare=False)  # its code's value-set members
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MedicationEntry:
     """A MedicationRequest or MedicationStatement with its exposure interval (clinical-rules §2.2)."""
 
@@ -123,7 +125,7 @@ class MedicationEntry:
     resource: Resource = field(repr=False, compare=False)  # kept for citation; the entry is what was read
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OrderOrStudy:
     """A ServiceRequest, DiagnosticReport or ImagingStudy: what was ordered or imaged, and when."""
 
