@@ -1,7 +1,8 @@
 """The issued-card ledger, written off the request path.
 
 A hook response must not wait for the database: the request hands the rows to a per-process background writer that
-inserts them in batches. Nothing is lost on a clean shutdown: `close()` (registered with atexit, and called from
+inserts them in batches, collected for up to `flush_interval`, so that a busy worker commits a few times a second
+rather than once per request. Nothing is lost on a clean shutdown: `close()` (registered with atexit, and called from
 gunicorn's worker_exit hook) drains the queue; a failed batch is retried before it is given up and logged.
 """
 
@@ -47,6 +48,8 @@ class CardLedger:
         self._writer: threading.Thread | None = None
         self._pid: int | None = None
         self._stopping = threading.Event()
+        self._unwritten = 0  # rows recorded and not yet written (or given up), under _written
+        self._written = threading.Condition()
         atexit.register(self.close)
 
     def record(self, rows: list[IssuedCardRow]) -> None:
@@ -54,6 +57,8 @@ class CardLedger:
         if not rows:
             return
         self._ensure_writer()
+        with self._written:
+            self._unwritten += len(rows)
         for row in rows:
             self._queue.put(row)
 
@@ -67,21 +72,37 @@ class CardLedger:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            batch = self._take(timeout=self.flush_interval)
+            batch = self._take(timeout=self.flush_interval, linger=self.flush_interval)
             if batch:
                 self._write(batch)
 
-    def _take(self, timeout: float) -> list[IssuedCardRow]:
+    def _take(self, timeout: float, linger: float = 0.0) -> list[IssuedCardRow]:
+        """Up to `batch_size` rows: waits `timeout` for the first, then up to `linger` for more. Under load a worker
+        then commits a few times a second instead of once per request (each commit is a disk sync that costs the
+        worker CPU time); a clean shutdown still drains everything (`close`)."""
         batch: list[IssuedCardRow] = []
         try:
             batch.append(self._queue.get(timeout=timeout))
-            while len(batch) < self.batch_size:
-                batch.append(self._queue.get_nowait())
         except queue.Empty:
-            pass
+            return batch
+        deadline = time.monotonic() + linger
+        while len(batch) < self.batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+            except queue.Empty:
+                break
         return batch
 
     def _write(self, batch: list[IssuedCardRow]) -> None:
+        try:
+            self._insert(batch)
+        finally:
+            with self._written:
+                self._unwritten -= len(batch)
+                self._written.notify_all()
+
+    def _insert(self, batch: list[IssuedCardRow]) -> None:
         cards = [{k: getattr(row, k) for k in ("card_uuid", "card_type", "service_id", "hook", "hook_instance",
                                               "knowledge_version", "patient_hash", "issued_at")} for row in batch]
         suggestions = [{"suggestion_uuid": uid, "card_uuid": row.card_uuid, "label": label[:255]}
@@ -99,13 +120,16 @@ class CardLedger:
                 time.sleep(0.2 * attempt)
         log.error("ledger rows given up after retries", extra={"rows": len(batch)})
 
-    def flush(self) -> None:
-        """Write everything queued so far, now, in the caller's thread (tests, shutdown)."""
+    def flush(self, timeout: float = 10.0) -> None:
+        """Write everything recorded so far: what is queued, now, in the caller's thread; then wait (up to `timeout`)
+        for the batch the background writer may be holding (tests, shutdown)."""
         while True:
             batch = self._take(timeout=0)
             if not batch:
-                return
+                break
             self._write(batch)
+        with self._written:
+            self._written.wait_for(lambda: self._unwritten <= 0, timeout=timeout)
 
     def close(self) -> None:
         """Stop the writer and drain the queue (a clean shutdown loses nothing)."""
