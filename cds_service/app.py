@@ -124,6 +124,7 @@ def _install_cors(app: Flask, settings: Settings) -> None:
         expose_headers=["X-Request-ID"],
         supports_credentials=False,
         max_age=600,
+        always_send=False,  # CORS headers only when a browser sends Origin (an EHR's server-to-server call does not)
         # Chrome's Private Network Access: the public CDS Hooks Sandbox (an https site) calling a local service.
         allow_private_network=not settings.is_production,
     )

@@ -43,7 +43,7 @@ class CardLedger:
         self.engine = engine
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self._queue: queue.Queue[IssuedCardRow] = queue.Queue()
+        self._queue: queue.Queue[list[IssuedCardRow]] = queue.Queue()  # one item per request
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._pid: int | None = None
@@ -59,8 +59,7 @@ class CardLedger:
         self._ensure_writer()
         with self._written:
             self._unwritten += len(rows)
-        for row in rows:
-            self._queue.put(row)
+        self._queue.put(list(rows))
 
     def _ensure_writer(self) -> None:
         with self._lock:
@@ -82,14 +81,14 @@ class CardLedger:
         worker CPU time); a clean shutdown still drains everything (`close`)."""
         batch: list[IssuedCardRow] = []
         try:
-            batch.append(self._queue.get(timeout=timeout))
+            batch += self._queue.get(timeout=timeout)
         except queue.Empty:
             return batch
         deadline = time.monotonic() + linger
         while len(batch) < self.batch_size:
             remaining = deadline - time.monotonic()
             try:
-                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+                batch += self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
         return batch
