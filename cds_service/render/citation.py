@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 from cds_service.clinical.model import Evidence
 from cds_service.fhir.dates import days_between
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]<>#|])")
+_ESCAPES = str.maketrans({char: "\\" + char for char in "\\`*_{}[]<>#|"})
 
 
 def md(text: str) -> str:
     """Escape markdown and HTML control characters in text that comes from the patient's record."""
-    return _MARKDOWN.sub(r"\\\1", text)
+    return text.translate(_ESCAPES)
 
 
 def cite(evidence: Evidence, now: datetime) -> str:
