@@ -1,9 +1,10 @@
 """The issued-card ledger, written off the request path.
 
 A hook response must not wait for the database: the request hands the rows to a per-process background writer that
-inserts them in batches, collected for up to `flush_interval`, so that a busy worker commits a few times a second
-rather than once per request. Nothing is lost on a clean shutdown: `close()` (registered with atexit, and called from
-gunicorn's worker_exit hook) drains the queue; a failed batch is retried before it is given up and logged.
+inserts them in batches every `flush_interval`, so that a busy worker commits a few times a second rather than once
+per request, and a request never wakes the writer. Nothing is lost on a clean shutdown: `close()` (registered with
+atexit, and called from gunicorn's worker_exit hook) drains the queue; a failed batch is retried before it is given
+up and logged.
 """
 
 from __future__ import annotations
@@ -70,25 +71,21 @@ class CardLedger:
                 self._writer.start()
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            batch = self._take(timeout=self.flush_interval, linger=self.flush_interval)
-            if batch:
-                self._write(batch)
+        # Wakes on a timer, never on a request: a request's put() has no waiting thread to wake, so the request
+        # thread is not made to hand over the GIL, and a busy worker commits a few times a second.
+        while not self._stopping.wait(self.flush_interval):
+            self._drain()
 
-    def _take(self, timeout: float, linger: float = 0.0) -> list[IssuedCardRow]:
-        """Up to `batch_size` rows: waits `timeout` for the first, then up to `linger` for more. Under load a worker
-        then commits a few times a second instead of once per request (each commit is a disk sync that costs the
-        worker CPU time); a clean shutdown still drains everything (`close`)."""
+    def _drain(self) -> None:
+        while batch := self._take():
+            self._write(batch)
+
+    def _take(self) -> list[IssuedCardRow]:
+        """Up to about `batch_size` queued rows (whole requests), without waiting."""
         batch: list[IssuedCardRow] = []
-        try:
-            batch += self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return batch
-        deadline = time.monotonic() + linger
         while len(batch) < self.batch_size:
-            remaining = deadline - time.monotonic()
             try:
-                batch += self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                batch += self._queue.get_nowait()
             except queue.Empty:
                 break
         return batch
@@ -121,12 +118,8 @@ class CardLedger:
 
     def flush(self, timeout: float = 10.0) -> None:
         """Write everything recorded so far: what is queued, now, in the caller's thread; then wait (up to `timeout`)
-        for the batch the background writer may be holding (tests, shutdown)."""
-        while True:
-            batch = self._take(timeout=0)
-            if not batch:
-                break
-            self._write(batch)
+        for a batch the background writer may be writing (tests, shutdown)."""
+        self._drain()
         with self._written:
             self._written.wait_for(lambda: self._unwritten <= 0, timeout=timeout)
 
