@@ -137,6 +137,25 @@ def test_eight_concurrent_clients_posting_500_items_each_lose_nothing(store_app)
     assert count(store_app, Feedback) == 4000
 
 
+def test_rows_built_by_the_writer_are_written_and_a_failing_builder_loses_only_its_own(database_url):
+    engine = create_database_engine(database_url)
+    upgrade(engine)
+    ledger = CardLedger(engine, flush_interval=5)
+    now = datetime.now(UTC)
+
+    def rows():
+        return [IssuedCardRow(str(uuid.uuid4()), "miss-risk", "svc", "patient-view", "hi", "v1", "h" * 64, now)]
+
+    ledger.record(lambda: 1 / 0)
+    ledger.record(rows)
+    ledger.record(rows())
+    ledger.flush()
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(IssuedCard)).scalar_one() == 2
+    ledger.close()
+    engine.dispose()
+
+
 def test_the_ledger_loses_nothing_on_close(database_url):
     engine = create_database_engine(database_url)
     upgrade(engine)

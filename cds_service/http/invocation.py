@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -67,20 +68,20 @@ def invoke(service_id: str) -> Response:
     g.card_count = len(cards)
     for card in cards:
         CARDS_ISSUED.labels(card_type=card["source"]["topic"]["code"]).inc()
-    extensions["cds.ledger"].record(ledger_rows(cards, service, hook_request, runtime.now))
+    if cards:  # the rows are built by the ledger's writer, off the request path (the cards are not changed after)
+        extensions["cds.ledger"].record(partial(
+            ledger_rows, cards, service.id, hook_request, runtime.now,
+            patient_hasher=extensions["cds.patient_hasher"], knowledge_version=extensions["cds.knowledge_version"]))
     return jsonify({"cards": cards})
 
 
-def ledger_rows(cards: list[dict], service: CdsServiceDeclaration, hook_request: HookRequest,
-                now: datetime) -> list[IssuedCardRow]:
+def ledger_rows(cards: list[dict], service_id: str, hook_request: HookRequest, now: datetime, *,
+                patient_hasher: Callable[[str], str], knowledge_version: str) -> list[IssuedCardRow]:
     """What the ledger keeps of each card: ids, type, knowledge version, time; the patient only as a keyed hash."""
-    if not cards:
-        return []
-    patient = current_app.extensions["cds.patient_hasher"](hook_request.patient_id)
-    version = current_app.extensions["cds.knowledge_version"]
+    patient = patient_hasher(hook_request.patient_id)
     return [IssuedCardRow(
-        card_uuid=card["uuid"], card_type=card["source"]["topic"]["code"], service_id=service.id,
-        hook=hook_request.hook, hook_instance=hook_request.hook_instance[:255], knowledge_version=version,
+        card_uuid=card["uuid"], card_type=card["source"]["topic"]["code"], service_id=service_id,
+        hook=hook_request.hook, hook_instance=hook_request.hook_instance[:255], knowledge_version=knowledge_version,
         patient_hash=patient, issued_at=now,
         suggestions=tuple((s["uuid"], s["label"]) for s in card.get("suggestions", ())),
     ) for card in cards]

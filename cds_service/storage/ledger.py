@@ -15,6 +15,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,23 +45,24 @@ class CardLedger:
         self.engine = engine
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self._queue: queue.Queue[list[IssuedCardRow]] = queue.Queue()  # one item per request
+        # One item per request: its rows, or a function that builds them (run by the writer, off the request path).
+        self._queue: queue.Queue[list[IssuedCardRow] | Callable[[], list[IssuedCardRow]]] = queue.Queue()
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._pid: int | None = None
         self._stopping = threading.Event()
-        self._unwritten = 0  # rows recorded and not yet written (or given up), under _written
+        self._unwritten = 0  # items recorded and not yet written (or given up), under _written
         self._written = threading.Condition()
         atexit.register(self.close)
 
-    def record(self, rows: list[IssuedCardRow]) -> None:
-        """Queue rows for writing (never blocks on the database)."""
+    def record(self, rows: list[IssuedCardRow] | Callable[[], list[IssuedCardRow]]) -> None:
+        """Queue rows for writing, or a function that builds them in the writer (never blocks on the database)."""
         if not rows:
             return
         self._ensure_writer()
         with self._written:
-            self._unwritten += len(rows)
-        self._queue.put(list(rows))
+            self._unwritten += 1
+        self._queue.put(rows if callable(rows) else list(rows))
 
     def _ensure_writer(self) -> None:
         with self._lock:
@@ -77,26 +79,33 @@ class CardLedger:
             self._drain()
 
     def _drain(self) -> None:
-        while batch := self._take():
-            self._write(batch)
+        while True:
+            batch, items = self._take()
+            if not items:
+                return
+            try:
+                if batch:
+                    self._insert(batch)
+            finally:
+                with self._written:
+                    self._unwritten -= items
+                    self._written.notify_all()
 
-    def _take(self) -> list[IssuedCardRow]:
-        """Up to about `batch_size` queued rows (whole requests), without waiting."""
+    def _take(self) -> tuple[list[IssuedCardRow], int]:
+        """Up to about `batch_size` queued rows (whole requests) without waiting, and how many items they came from."""
         batch: list[IssuedCardRow] = []
+        items = 0
         while len(batch) < self.batch_size:
             try:
-                batch += self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
-        return batch
-
-    def _write(self, batch: list[IssuedCardRow]) -> None:
-        try:
-            self._insert(batch)
-        finally:
-            with self._written:
-                self._unwritten -= len(batch)
-                self._written.notify_all()
+            items += 1
+            try:
+                batch += item() if callable(item) else item
+            except Exception:  # a row builder that fails loses its request's rows, never the writer
+                log.exception("ledger rows could not be built")
+        return batch, items
 
     def _insert(self, batch: list[IssuedCardRow]) -> None:
         cards = [{k: getattr(row, k) for k in ("card_uuid", "card_type", "service_id", "hook", "hook_instance",
