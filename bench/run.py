@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -64,6 +65,13 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.99) - 1)]
 
 
+def _timed(function: Callable[..., object], *args: object) -> float:
+    """Milliseconds one call takes."""
+    start = time.perf_counter()
+    function(*args)
+    return (time.perf_counter() - start) * 1000
+
+
 def in_process(repetitions: int, sizes: tuple[int, ...] = SIZES, rounds: int = 5) -> list[dict]:
     logging.disable(logging.WARNING)
     from werkzeug.test import EnvironBuilder  # noqa: PLC0415
@@ -90,25 +98,22 @@ def in_process(repetitions: int, sizes: tuple[int, ...] = SIZES, rounds: int = 5
     app.extensions["cds.ledger"].flush()
     gc.collect()
     gc.freeze()  # as the gunicorn master does after start-up
-    rows = []
-    for (hook, size), (body, call) in calls.items():
-        n = max(30, repetitions // (1 if size < 500 else 4 if size == 500 else 10))
-        rounds_seen = []
-        for _ in range(rounds):  # best of several rounds, as performance-notes.md measures: a stall of the
-            parse, service = [], []  # shared host spoils one round, not the figure
+    # Best of several rounds, as performance-notes.md measures. Rounds go over all the cases in turn, so a slow
+    # spell of the shared host (they last seconds to minutes here) spoils one round of every case rather than every
+    # round of one case.
+    seen: dict[tuple[str, int], list[tuple[float, float, float, float]]] = {key: [] for key in calls}
+    for _ in range(rounds):
+        for (hook, size), (body, call) in calls.items():
+            n = max(30, repetitions // (1 if size < 500 else 4 if size == 500 else 10))
             # Each in its own block, one right after the other: alternating them call by call made orjson.loads
             # pay for memory the service had just handed back (up to 2x slower), which flattered the ratio.
-            for _ in range(n):
-                start = time.perf_counter()
-                orjson.loads(body)
-                parse.append((time.perf_counter() - start) * 1000)
-            for _ in range(n):
-                start = time.perf_counter()
-                call()
-                service.append((time.perf_counter() - start) * 1000)
-            rounds_seen.append((*_percentiles(parse), *_percentiles(service)))
+            parse = [_timed(orjson.loads, body) for _ in range(n)]
+            service = [_timed(call) for _ in range(n)]
+            seen[(hook, size)].append((*_percentiles(parse), *_percentiles(service)))
+    rows = []
+    for (hook, size), (body, _call) in calls.items():
         # Each figure is its best (lowest) round, for parse and service alike, so neither side is picked for luck.
-        p50, p99, s50, s99 = (min(values) for values in zip(*rounds_seen, strict=True))
+        p50, p99, s50, s99 = (min(values) for values in zip(*seen[(hook, size)], strict=True))
         rows.append({"hook": hook, "size": size, "kb": len(body) // 1024, "parse_p50": p50, "parse_p99": p99,
                      "service_p50": s50, "service_p99": s99, "ratio": s50 / p50,
                      "p50_ok": s50 <= 1.5 * p50 + 0.5, "p99_ok": s99 <= 3 * p99 + 2})
