@@ -25,12 +25,7 @@ from cds_service.fhir.record import (
     PatientRecord,
     codeable_text,
 )
-from cds_service.terminology.valuesets import (
-    Member,
-    ValueSet,
-    canonical_system,
-    value_set,
-)
+from cds_service.terminology.valuesets import Member, ValueSet, canonical_system, value_set
 
 _REGION_WORDS = (
     ("cervical", re.compile(r"(?i)\b(cervical|neck|c[1-7](-c?[1-7])?)\b")),
@@ -63,14 +58,12 @@ def _evidence(reference: str, what: str, coding: Mapping[str, Any], member: Memb
 
 
 def _matched(vs: ValueSet, entries: Iterable[Any]) -> Iterator[tuple[Any, Mapping[str, Any], Member]]:
-    """(entry, coding, member) for each entry whose code is in the value set: its first coding that is a member, with
-    that set's most specific member (as ValueSet.match finds them), read from the entry's looked-up codings."""
+    """(entry, coding, member) for each entry whose code is in the value set (as ValueSet.match finds them), from the
+    entry's looked-up codings."""
     for entry in entries:
-        for coding, members in entry.matches:
-            member = next((m for m in members if m.value_set == vs.id), None)
-            if member is not None:
-                yield entry, coding, member
-                break
+        hit = vs.first_in(entry.matches)
+        if hit is not None:
+            yield entry, hit[0], hit[1]
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,13 @@ OperationOutcome entries and resources of types the rules do not read are skippe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from cds_service.fhir.dates import add_age, first_datetime, parse_date, parse_datetime, quantity_days
-from cds_service.terminology.valuesets import Member, string_members_for
+from cds_service.terminology.valuesets import Matches, concept_matches
 
 CONDITION_INVALID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 CONDITION_CURRENT_CLINICAL = frozenset({"active", "recurrence", "relapse"})
@@ -26,7 +26,6 @@ SERVICE_REQUEST_VALID = frozenset({"active", "completed"})
 REPORT_VALID = frozenset({"final", "amended", "corrected", "appended", "preliminary", "partial"})
 
 Resource = dict[str, Any]
-Matches = tuple[tuple[Mapping[str, Any], tuple[Member, ...]], ...]
 
 
 def _status_code(codeable: Any) -> str | None:
@@ -176,25 +175,6 @@ def iter_resources(value: Any) -> Iterator[Resource]:
 # so they are always kept).
 _CODED_ONLY = frozenset({"Condition", "Procedure", "Observation", "ServiceRequest", "DiagnosticReport",
                          "ImagingStudy"})
-
-
-def concept_matches(concept: Any) -> Matches:
-    """Each coding of a CodeableConcept that is a member of any of the service's value sets, with its members (in
-    coding order): the one value-set lookup of a coding per request, kept on the entry for the facts to read."""
-    if not isinstance(concept, dict):
-        return ()
-    codings = concept.get("coding")
-    if not isinstance(codings, list):
-        return ()
-    found = []
-    for coding in codings:
-        if isinstance(coding, dict):
-            system, code = coding.get("system"), coding.get("code")
-            if isinstance(system, str) and isinstance(code, str):
-                members = string_members_for(system, code)
-                if members:
-                    found.append((coding, members))
-    return tuple(found)
 
 
 def _other_known_code(resource: Resource) -> bool:

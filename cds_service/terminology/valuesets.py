@@ -116,18 +116,17 @@ class ValueSet:
         """The member a coding matches, most specific first (exact, then the longest prefix)."""
         return next((m for m in members_for(system, code) if m.value_set == self.id), None)
 
-    def match(self, codeable: Any) -> tuple[dict[str, Any], Member] | None:
+    def match(self, codeable: Any) -> tuple[Mapping[str, Any], Member] | None:
         """The first coding of a CodeableConcept (a dict) that is a member, with its member; None otherwise."""
-        if not isinstance(codeable, dict):
-            return None
-        codings = codeable.get("coding")
-        if not isinstance(codings, list):
-            return None
-        for coding in codings:
-            if isinstance(coding, dict):
-                for member in members_for(coding.get("system"), coding.get("code")):
-                    if member.value_set == self.id:
-                        return coding, member
+        return self.first_in(concept_matches(codeable))
+
+    def first_in(self, matches: Matches) -> tuple[Mapping[str, Any], Member] | None:
+        """`match` over codings already looked up (`concept_matches`): the first that is a member of this set, with
+        the set's most specific member."""
+        for coding, members in matches:
+            for member in members:
+                if member.value_set == self.id:
+                    return coding, member
         return None
 
     def with_attribute(self, name: str, value: str) -> tuple[Member, ...]:
@@ -233,4 +232,27 @@ def string_members_for(system: str, code: str) -> tuple[Member, ...]:
     for length, table in prefixes.get(canonical, ()):
         if len(normal) >= length:
             found.extend(table.get(normal[:length], ()))
+    return tuple(found)
+
+
+Matches = tuple[tuple[Mapping[str, Any], tuple[Member, ...]], ...]
+"""Each coding of a CodeableConcept that is a member of any value set, with its members, in coding order."""
+
+
+def concept_matches(concept: Any) -> Matches:
+    """Every coding of a CodeableConcept that is a member of any of the service's value sets, with its members (in
+    coding order): the record keeps this on each entry, so a coding is looked up once per request."""
+    if not isinstance(concept, dict):
+        return ()
+    codings = concept.get("coding")
+    if not isinstance(codings, list):
+        return ()
+    found = []
+    for coding in codings:
+        if isinstance(coding, dict):
+            system, code = coding.get("system"), coding.get("code")
+            if isinstance(system, str) and isinstance(code, str):
+                members = string_members_for(system, code)
+                if members:
+                    found.append((coding, members))
     return tuple(found)
