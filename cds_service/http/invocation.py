@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -68,9 +67,13 @@ def invoke(service_id: str) -> Response:
     g.card_count = len(cards)
     for card in cards:
         CARDS_ISSUED.labels(card_type=card["source"]["topic"]["code"]).inc()
-    if cards:  # the rows are built by the ledger's writer, off the request path (the cards are not changed after)
-        extensions["cds.ledger"].record(partial(
-            ledger_rows, cards, service.id, hook_request, runtime.now,
+    if cards:
+        # The rows are built here (a few microseconds) and the writer gets only them. Handing it the request to build
+        # them later kept every request's decoded prefetch alive for up to a flush interval (more live objects for
+        # the garbage collector to trace, more memory touched): over HTTP at 8 connections that cost about a quarter
+        # of the throughput and 10 ms of p99 (bench/).
+        extensions["cds.ledger"].record(ledger_rows(
+            cards, service.id, hook_request, runtime.now,
             patient_hasher=extensions["cds.patient_hasher"], knowledge_version=extensions["cds.knowledge_version"]))
     return jsonify({"cards": cards})
 

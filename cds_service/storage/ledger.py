@@ -15,7 +15,6 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,8 +44,8 @@ class CardLedger:
         self.engine = engine
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        # One item per request: its rows, or a function that builds them (run by the writer, off the request path).
-        self._queue: queue.Queue[list[IssuedCardRow] | Callable[[], list[IssuedCardRow]]] = queue.Queue()
+        # One item per request: its rows (small values only, so that nothing of the request outlives it here).
+        self._queue: queue.Queue[list[IssuedCardRow]] = queue.Queue()
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._pid: int | None = None
@@ -55,14 +54,14 @@ class CardLedger:
         self._written = threading.Condition()
         atexit.register(self.close)
 
-    def record(self, rows: list[IssuedCardRow] | Callable[[], list[IssuedCardRow]]) -> None:
-        """Queue rows for writing, or a function that builds them in the writer (never blocks on the database)."""
+    def record(self, rows: list[IssuedCardRow]) -> None:
+        """Queue rows for writing (never blocks on the database)."""
         if not rows:
             return
         self._ensure_writer()
         with self._written:
             self._unwritten += 1
-        self._queue.put(rows if callable(rows) else list(rows))
+        self._queue.put(list(rows))
 
     def _ensure_writer(self) -> None:
         with self._lock:
@@ -101,10 +100,7 @@ class CardLedger:
             except queue.Empty:
                 break
             items += 1
-            try:
-                batch += item() if callable(item) else item
-            except Exception:  # a row builder that fails loses its request's rows, never the writer
-                log.exception("ledger rows could not be built")
+            batch += item
         return batch, items
 
     def _insert(self, batch: list[IssuedCardRow]) -> None:
