@@ -14,7 +14,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from bench.generate import ANCHOR, patient
 from cds_service.fhir.prefetch import PATIENT_RECORD
-from cds_service.fhir.record import iter_resources
+from cds_service.fhir.record import resources_in
 from cds_service.fhir.search import prefetch_for
 from tests.support import hook_request
 
@@ -49,7 +49,7 @@ def test_resources_are_ehr_sized(chart):
 
 def test_the_prefetch_carries_every_generated_resource(chart):
     prefetch = prefetch_for(PATIENT_RECORD, {"patientId": "bench-1"}, chart)
-    assert sum(1 for value in prefetch.values() for _ in iter_resources(value)) == len(chart)
+    assert sum(1 for value in prefetch.values() for _ in resources_in(value)) == len(chart)
 
 
 def test_a_realistic_mix_of_types(chart):

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bench.generate import patient as bench_patient
 from cds_service.clinical import evaluate, load_thresholds
 from cds_service.fhir.prefetch import PATIENT_RECORD
-from cds_service.fhir.record import build_record, iter_resources
+from cds_service.fhir.record import build_record, resources_in
 from cds_service.fhir.resolve import client_failed
 from cds_service.fhir.search import prefetch_for
 from cds_service.fixtures import load_fixtures
@@ -32,7 +32,7 @@ FIXTURES = load_fixtures()
 
 
 def _record(body: dict):
-    resources = [r for key in PATIENT_RECORD for r in iter_resources((body.get("prefetch") or {}).get(key))]
+    resources = [r for key in PATIENT_RECORD for r in resources_in((body.get("prefetch") or {}).get(key))]
     return build_record(resources, E)
 
 

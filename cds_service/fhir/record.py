@@ -8,7 +8,7 @@ OperationOutcome entries and resources of types the rules do not read are skippe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -156,19 +156,16 @@ class PatientRecord:
                 + len(self.service_requests) + len(self.imaging))
 
 
-def iter_resources(value: Any) -> Iterator[Resource]:
-    """The resources in a prefetch value: a Bundle's entries (OperationOutcomes skipped), a single resource, or none."""
+def resources_in(value: Any) -> list[Resource]:
+    """The resources in a prefetch value: a Bundle's entries (OperationOutcomes skipped), a single resource, or none.
+    A list, not a generator: this runs for every resource of every request."""
     if not isinstance(value, dict):
-        return
+        return []
     if value.get("resourceType") == "Bundle":
-        for entry in items_of(value.get("entry")):
-            if isinstance(entry, dict):
-                resource = entry.get("resource")
-                if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str) \
-                        and resource["resourceType"] != "OperationOutcome":
-                    yield resource
-    elif value.get("resourceType") not in (None, "OperationOutcome"):
-        yield value
+        return [resource for entry in items_of(value.get("entry")) if isinstance(entry, dict)
+                and isinstance(resource := entry.get("resource"), dict)
+                and isinstance(kind := resource.get("resourceType"), str) and kind != "OperationOutcome"]
+    return [] if value.get("resourceType") in (None, "OperationOutcome") else [value]
 
 
 # Resource types the rules read only through value-set codes (medications also match by ingredient name in text,

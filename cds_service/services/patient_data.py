@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cds_service.errors import PreconditionFailed
-from cds_service.fhir.record import PatientRecord, build_record, iter_resources
+from cds_service.fhir.record import PatientRecord, build_record, resources_in
 from cds_service.fhir.resolve import resolve_prefetch
 from cds_service.hooks.request import HookRequest
 from cds_service.metrics import PRECONDITION_FAILED
@@ -30,7 +30,7 @@ def patient_record(request: HookRequest, templates: Mapping[str, str], runtime: 
             + ". Send it as prefetch (see the service's templates in GET /cds-services), or send fhirServer and "
             "fhirAuthorization so the service can read it."
         )
-    resources = (resource for key in templates if key in resolution.data
-                 for resource in iter_resources(resolution.data[key]))
+    resources = [resource for key in templates if key in resolution.data
+                 for resource in resources_in(resolution.data[key])]
     return build_record(resources, runtime.now, unavailable=resolution.unavailable,
                         default_supply_days=runtime.thresholds.medication_default_supply_days)

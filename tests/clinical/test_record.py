@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from cds_service.fhir.dates import parse_datetime
-from cds_service.fhir.record import build_record, iter_resources
+from cds_service.fhir.record import build_record, resources_in
 from tests.clinical.builders import (
     E,
     condition,
@@ -174,10 +174,10 @@ def test_bundles_single_resources_null_and_operation_outcomes():
         {"resource": {"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "processing"}]},
          "search": {"mode": "outcome"}},
         {"fullUrl": "urn:x"}, "junk"]}
-    assert [r["resourceType"] for r in iter_resources(bundle)] == ["Condition"]
-    assert list(iter_resources(None)) == []
-    assert list(iter_resources({"resourceType": "OperationOutcome"})) == []
-    assert [r["resourceType"] for r in iter_resources(patient())] == ["Patient"]
+    assert [r["resourceType"] for r in resources_in(bundle)] == ["Condition"]
+    assert list(resources_in(None)) == []
+    assert list(resources_in({"resourceType": "OperationOutcome"})) == []
+    assert [r["resourceType"] for r in resources_in(patient())] == ["Patient"]
 
 
 def test_duplicate_resources_count_once():
