@@ -7,6 +7,8 @@ PostgreSQL and always sets it, so in CI these tests run on both databases.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import os
 import threading
 import uuid
@@ -27,6 +29,7 @@ from cds_service.storage.database import create_database_engine
 from cds_service.storage.ledger import CardLedger, IssuedCardRow
 from cds_service.storage.migrate import alembic_config, current_revision, upgrade
 from cds_service.storage.models import Feedback, IssuedCard, IssuedSuggestion
+from cds_service.storage.patient_hash import PatientHasher
 from tests.browser import ARTIFACTS, headless_chromium, requires_browser
 from tests.support import assert_operation_outcome
 
@@ -161,6 +164,16 @@ def issue_cards(app, fixture_name="recurrent-herniation"):
     cards = orjson.loads(app.test_client().post(PV, json=body).get_data())["cards"]
     app.extensions["cds.ledger"].flush()
     return cards
+
+
+def test_the_patient_hash_is_hmac_sha256_of_the_id_under_the_secret():
+    secret = b"0123456789abcdef-test-secret"
+    hasher = PatientHasher(secret)
+    expected = hmac.new(secret, b"Patient-1", hashlib.sha256).hexdigest()
+    assert hasher("Patient-1") == expected
+    assert hasher("Patient-2") != expected
+    assert hasher("Patient-1") == expected  # each call starts again from the keyed state
+    assert "0123456789abcdef" not in repr(hasher)
 
 
 def test_the_ledger_keeps_ids_and_a_patient_hash_never_the_patient_id(store_app):
