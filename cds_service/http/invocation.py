@@ -69,9 +69,9 @@ def invoke(service_id: str) -> Response:
         CARDS_ISSUED.labels(card_type=card["source"]["topic"]["code"]).inc()
     if cards:
         # The rows are built here (a few microseconds) and the writer gets only them. Handing it the request to build
-        # them later kept every request's decoded prefetch alive for up to a flush interval (more live objects for
-        # the garbage collector to trace, more memory touched): over HTTP at 8 connections that cost about a quarter
-        # of the throughput and 10 ms of p99 (bench/).
+        # them later kept every request's decoded prefetch alive for up to a flush interval (most likely the cost is
+        # the memory this keeps touching, and the live objects the collector traces): over HTTP at 8 connections it
+        # cost about a quarter of the throughput and 10 ms of p99 (bench/).
         extensions["cds.ledger"].record(ledger_rows(
             cards, service.id, hook_request, runtime.now,
             patient_hasher=extensions["cds.patient_hasher"], knowledge_version=extensions["cds.knowledge_version"]))
