@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: run test lint bench install install-test lock clean
+.PHONY: run test lint bench bench-instructions install install-test lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ test: install-test
 bench: install
 	command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || true
 	$(BIN)/python bench/run.py
+
+# Instructions per request under valgrind's callgrind (bench/instructions.py): a measure that the host's load does
+# not move, for telling a change's effect from noise. Debian's valgrind is installed here when missing (as root).
+# Writes bench/INSTRUCTIONS.md.
+bench-instructions: install
+	command -v valgrind >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq valgrind >/dev/null; } || true
+	$(BIN)/python bench/instructions.py
 
 # Refresh the pins after changing pyproject.toml: installs the newest allowed versions, then freezes them.
 lock: $(BIN)/python

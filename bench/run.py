@@ -33,6 +33,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -72,26 +73,42 @@ def _timed(function: Callable[..., object], *args: object) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def in_process(repetitions: int, sizes: tuple[int, ...] = SIZES, rounds: int = 5) -> list[dict]:
-    logging.disable(logging.WARNING)
-    from werkzeug.test import EnvironBuilder  # noqa: PLC0415
+SERVICES = {"patient-view": "fbss-miss-advisor", "order-select": "fbss-miss-order-select"}
 
+
+def bench_app() -> Any:
+    """The app as the benchmarks run it: defaults (SQLite in a temporary folder, ledger on), the clock pinned."""
     from cds_service import create_app  # noqa: PLC0415
 
     app = create_app({"INSTANCE_PATH": tempfile.mkdtemp(prefix="cds-bench-")})
     app.extensions["cds.clock"] = lambda: ANCHOR
+    return app
+
+
+def service_call(app: Any, hook: str, size: int) -> tuple[bytes, Callable[[], bytes]]:
+    """The request body for a patient of `size` resources, and a function that sends it through the WSGI app and
+    returns the response bytes (request bytes to response bytes, no network)."""
+    from werkzeug.test import EnvironBuilder  # noqa: PLC0415
+
+    body = _body(size, hook)
+    environ = EnvironBuilder(path=f"/cds-services/{SERVICES[hook]}", method="POST", data=body,
+                             content_type="application/json").get_environ()
+
+    def call() -> bytes:
+        env = dict(environ)
+        env["wsgi.input"] = io.BytesIO(body)
+        return b"".join(app.wsgi_app(env, lambda status, headers: None))
+
+    return body, call
+
+
+def in_process(repetitions: int, sizes: tuple[int, ...] = SIZES, rounds: int = 5) -> list[dict]:
+    logging.disable(logging.WARNING)
+    app = bench_app()
     calls = {}
-    for hook, service in (("patient-view", "fbss-miss-advisor"), ("order-select", "fbss-miss-order-select")):
+    for hook in SERVICES:
         for size in sizes:
-            body = _body(size, hook)
-            environ = EnvironBuilder(path=f"/cds-services/{service}", method="POST", data=body,
-                                     content_type="application/json").get_environ()
-
-            def call(environ=environ, body=body):
-                env = dict(environ)
-                env["wsgi.input"] = io.BytesIO(body)
-                return b"".join(app.wsgi_app(env, lambda status, headers: None))
-
+            body, call = service_call(app, hook, size)
             for _ in range(20):
                 call()
             calls[(hook, size)] = (body, call)

@@ -6,13 +6,17 @@ The benchmark's ratios are only meaningful if its requests look like an EHR's: v
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import orjson
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from bench.generate import ANCHOR, patient
+from bench.instructions import collected
 from cds_service.fhir.prefetch import PATIENT_RECORD
 from cds_service.fhir.record import resources_in
 from cds_service.fhir.search import prefetch_for
@@ -24,6 +28,7 @@ RISKS = "Surgical risk factors for MISS/revision: uncontrolled diabetes — opti
 REFERRAL = ("Recurrent symptoms despite conservative care after spine surgery — refer to spine surgeon for "
             "revision/MISS evaluation")
 CARDS = {10: {FBSS, RISKS}, 300: {FBSS, RISKS, REFERRAL}}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +73,17 @@ def test_the_bench_patient_gets_its_cards(app, client):
                                json=hook_request(patient_id="bench-1", prefetch=prefetch))
         assert response.status_code == 200
         assert {card["summary"] for card in response.json["cards"]} == CARDS[size]
+
+
+def test_the_instruction_count_is_read_from_callgrind_and_a_missing_total_is_an_error():
+    assert collected("==4242== Events    : Ir\n==4242== Collected : 11632123\n==4242==\n") == 11632123
+    with pytest.raises(RuntimeError, match="no instruction total"):
+        collected("valgrind: failed to start tool 'callgrind'\n")
+
+
+def test_the_counted_child_makes_its_calls_and_exits_cleanly():
+    # What bench/instructions.py runs under callgrind, run here without it: one service request and one parse.
+    for what in ("service", "orjson"):
+        result = subprocess.run([sys.executable, str(ROOT / "bench" / "instructions.py"), "--child", "patient-view",
+                                 "10", what, "1"], check=False, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
