@@ -6,6 +6,7 @@ The benchmark's ratios are only meaningful if its requests look like an EHR's: v
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -81,9 +82,10 @@ def test_the_instruction_count_is_read_from_callgrind_and_a_missing_total_is_an_
         collected("valgrind: failed to start tool 'callgrind'\n")
 
 
-def test_the_counted_child_makes_its_calls_and_exits_cleanly():
+def test_the_counted_child_makes_its_calls_and_exits_cleanly(tmp_path):
     # What bench/instructions.py runs under callgrind, run here without it: one service request and one parse.
     for what in ("service", "orjson"):
         result = subprocess.run([sys.executable, str(ROOT / "bench" / "instructions.py"), "--child", "patient-view",
-                                 "10", what, "1"], check=False, capture_output=True, text=True, timeout=120)
+                                 "10", what, "1"], check=False, capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "TMPDIR": str(tmp_path)})  # its instance folder goes there
         assert result.returncode == 0, result.stderr
