@@ -17,7 +17,6 @@ in parallel, one per core; each takes about a minute under callgrind.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import platform
@@ -41,7 +40,7 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 
 def child(hook: str, size: int, what: str, calls: int) -> None:
     """Run in the counted process: set up and warm up the app, then make `calls` calls of `what`."""
-    from bench.run import bench_app, service_call  # noqa: PLC0415
+    from bench.run import bench_app, service_call, settle  # noqa: PLC0415
 
     logging.disable(logging.WARNING)
     app = bench_app()
@@ -49,14 +48,11 @@ def child(hook: str, size: int, what: str, calls: int) -> None:
     for _ in range(5):
         call()
         orjson.loads(body)
-    ledger = app.extensions["cds.ledger"]
-    ledger.flush()
-    gc.collect()
-    gc.freeze()  # as the gunicorn master does after start-up
+    settle(app)
     function = call if what == "service" else partial(orjson.loads, body)
     for _ in range(calls):
         function()
-    ledger.flush()  # the rows these calls queued are written in this process: count them too
+    app.extensions["cds.ledger"].flush()  # the rows these calls queued are written in this process: count them too
 
 
 def collected(valgrind_stderr: str) -> int:

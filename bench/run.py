@@ -85,6 +85,14 @@ def bench_app() -> Any:
     return app
 
 
+def settle(app: Any) -> None:
+    """After warm-up: the ledger written, and everything built so far out of the collector's view, as the gunicorn
+    master leaves a worker (cds_service/server.py)."""
+    app.extensions["cds.ledger"].flush()
+    gc.collect()
+    gc.freeze()
+
+
 def service_call(app: Any, hook: str, size: int) -> tuple[bytes, Callable[[], bytes]]:
     """The request body for a patient of `size` resources, and a function that sends it through the WSGI app and
     returns the response bytes (request bytes to response bytes, no network)."""
@@ -112,9 +120,7 @@ def in_process(repetitions: int, sizes: tuple[int, ...] = SIZES, rounds: int = 5
             for _ in range(20):
                 call()
             calls[(hook, size)] = (body, call)
-    app.extensions["cds.ledger"].flush()
-    gc.collect()
-    gc.freeze()  # as the gunicorn master does after start-up
+    settle(app)
     # Best of several rounds, as performance-notes.md measures. Rounds go over all the cases in turn, so a slow
     # spell of the shared host (they last seconds to minutes here) spoils one round of every case rather than every
     # round of one case.
