@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import orjson
 import pytest
 
@@ -66,8 +68,27 @@ def test_malformed_json_is_400(client, body):
     assert_operation_outcome(client.post(PV, data=body, content_type="application/json"), 400, "not valid JSON")
 
 
-def test_empty_body_is_400(client):
-    assert_operation_outcome(client.post(PV, data=b"", content_type="application/json"), 400, "empty")
+@pytest.mark.parametrize("body", [b"", b" \r\n\t "])
+def test_empty_body_is_400(client, body):
+    assert_operation_outcome(client.post(PV, data=body, content_type="application/json"), 400, "empty")
+
+
+def _chunked(client, body: bytes):
+    """A POST whose body has no declared length (as a server passes on chunked transfer: wsgi.input_terminated)."""
+    return client.post(PV, input_stream=io.BytesIO(body), content_type="application/json",
+                       headers={"Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True})
+
+
+def test_body_without_declared_length_is_read(client):
+    response = _chunked(client, orjson.dumps(hook_request()))
+    assert response.status_code == 200
+    assert orjson.loads(response.get_data()) == {"cards": []}
+
+
+def test_body_without_declared_length_over_the_limit_is_413(make_app):
+    client = make_app(MAX_BODY_BYTES=2048).test_client()
+    body = hook_request(prefetch={"patient": {"resourceType": "Patient", "id": "p1", "text": {"div": "x" * 4096}}})
+    assert_operation_outcome(_chunked(client, orjson.dumps(body)), 413, "CDS_MAX_BODY_BYTES")
 
 
 @pytest.mark.parametrize("body", [[], "text", 3, None])
