@@ -19,7 +19,7 @@ import pytest
 from alembic import command
 from click.testing import CliRunner
 from selenium.webdriver.common.by import By
-from sqlalchemy import create_engine, func, inspect, make_url, select, text
+from sqlalchemy import String, cast, create_engine, func, insert, inspect, make_url, select, text
 from werkzeug.serving import make_server
 
 from cds_service.cli import main
@@ -153,6 +153,41 @@ def test_the_ledger_loses_nothing_on_close(database_url):
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(IssuedCard)).scalar_one() == 450
         assert connection.execute(select(func.count()).select_from(IssuedSuggestion)).scalar_one() == 450
+    engine.dispose()
+
+
+def test_sqlite_runs_in_wal_mode_without_waiting_for_fsync_on_commit(tmp_path):
+    engine = create_database_engine(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1  # NORMAL
+    engine.dispose()
+
+
+def test_the_ledger_stores_rows_as_sqlalchemy_does(database_url):
+    # The writer bypasses SQLAlchemy's per-row parameter processing (BulkInsert); what it stores must be what an ORM
+    # insert stores, to the character, or reports comparing dates would go wrong on SQLite.
+    engine = create_database_engine(database_url)
+    upgrade(engine)
+    issued = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+    columns = dict(card_type="fbss-imaging", service_id="svc", hook="patient-view", hook_instance="hi",
+                   knowledge_version="v1", patient_hash="h" * 64, issued_at=issued)
+    with engine.begin() as connection:
+        connection.execute(insert(IssuedCard), [{"card_uuid": "by-sqlalchemy", **columns}])
+        connection.execute(insert(IssuedSuggestion), [{"suggestion_uuid": "s0", "card_uuid": "by-sqlalchemy",
+                                                        "label": "Order MRI"}])
+    ledger = CardLedger(engine, flush_interval=5)
+    ledger.record([IssuedCardRow(card_uuid="by-ledger", suggestions=(("s1", "Order MRI" + "x" * 300),), **columns)])
+    ledger.close()
+    with engine.connect() as connection:
+        stored = {row.card_uuid: row for row in connection.execute(
+            select(IssuedCard.card_uuid, IssuedCard.card_type, IssuedCard.service_id, IssuedCard.hook,
+                   IssuedCard.hook_instance, IssuedCard.knowledge_version, IssuedCard.patient_hash,
+                   cast(IssuedCard.issued_at, String).label("issued_text"), IssuedCard.issued_at))}
+        labels = dict(connection.execute(select(IssuedSuggestion.suggestion_uuid, IssuedSuggestion.label)).all())
+    assert stored["by-ledger"][1:] == stored["by-sqlalchemy"][1:]
+    assert stored["by-ledger"].issued_at.replace(tzinfo=UTC) == issued
+    assert labels == {"s0": "Order MRI", "s1": ("Order MRI" + "x" * 300)[:255]}
     engine.dispose()
 
 
