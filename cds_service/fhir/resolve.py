@@ -16,7 +16,7 @@ from cds_service.fhir.client import FetchPolicy, FhirClient, next_link
 from cds_service.fhir.record import items_of
 from cds_service.fhir.search import render_template
 from cds_service.hooks.request import HookRequest
-from cds_service.metrics import BACKFILL_DURATION, PREFETCH_KEYS, fetch_failure
+from cds_service.metrics import BACKFILL_DURATION, count_prefetch_keys, fetch_failure
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,10 @@ def resolve_prefetch(request: HookRequest, templates: Mapping[str, str], client:
             unavailable[key] = "its prefetch template cannot be filled from the context"
             continue
         to_fetch[key] = query
-    PREFETCH_KEYS.labels(outcome="prefetched").inc(sum(1 for v in data.values() if v is not None))
-    PREFETCH_KEYS.labels(outcome="empty").inc(sum(1 for v in data.values() if v is None))
+    count_prefetch_keys("prefetched", sum(1 for v in data.values() if v is not None))
+    count_prefetch_keys("empty", sum(1 for v in data.values() if v is None))
     if not to_fetch:
-        PREFETCH_KEYS.labels(outcome="unavailable").inc(len(unavailable))
+        count_prefetch_keys("unavailable", len(unavailable))
         return Resolution(data, unavailable)
 
     token = request.fhir_authorization.access_token if request.fhir_authorization else None
@@ -81,7 +81,7 @@ def resolve_prefetch(request: HookRequest, templates: Mapping[str, str], client:
         policy.refusal(request.fhir_server, token)
     if refusal:
         fetch_failure(refusal)
-        PREFETCH_KEYS.labels(outcome="unavailable").inc(len(unavailable) + len(to_fetch))
+        count_prefetch_keys("unavailable", len(unavailable) + len(to_fetch))
         return Resolution(data, {**unavailable, **dict.fromkeys(to_fetch, refusal)})
 
     with BACKFILL_DURATION.time():
@@ -98,6 +98,6 @@ def resolve_prefetch(request: HookRequest, templates: Mapping[str, str], client:
             data[key] = merged
         else:
             data[key] = result.resource
-    PREFETCH_KEYS.labels(outcome="backfilled").inc(sum(1 for key in to_fetch if key in data))
-    PREFETCH_KEYS.labels(outcome="unavailable").inc(len(unavailable))
+    count_prefetch_keys("backfilled", sum(1 for key in to_fetch if key in data))
+    count_prefetch_keys("unavailable", len(unavailable))
     return Resolution(data, unavailable, tuple(to_fetch))

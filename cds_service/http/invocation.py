@@ -19,7 +19,7 @@ from cds_service import jsonio
 from cds_service.errors import InvalidRequest, UnknownService, UnsupportedMediaType
 from cds_service.hooks.request import HookRequest, parse_hook_request
 from cds_service.hooks.wire import decode_hook_request
-from cds_service.metrics import CARDS_ISSUED
+from cds_service.metrics import count_card
 from cds_service.render.cards import RenderedCard
 from cds_service.services.declaration import CdsServiceDeclaration
 from cds_service.services.runtime import Runtime
@@ -92,7 +92,7 @@ def invoke(service_id: str) -> Response:
              for card in service.advise(hook_request, runtime)]
     g.card_count = len(cards)
     for card in cards:
-        CARDS_ISSUED.labels(card_type=card["source"]["topic"]["code"]).inc()
+        count_card(card["source"]["topic"]["code"])
     if cards:
         # The rows are built here (a few microseconds) and the writer gets only them. Handing it the request to build
         # them later kept every request's decoded prefetch alive for up to a flush interval (most likely the cost is
