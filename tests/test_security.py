@@ -221,6 +221,22 @@ def test_remote_jwks_is_fetched_once_and_cached(production):
         assert len(mock.calls) == 1
 
 
+@pytest.mark.parametrize("where", ["static", "remote"])
+def test_a_malformed_key_in_a_jwks_is_left_out_and_the_others_still_verify(make_app, tmp_path, caplog, where):
+    good = Issuer("https://mixed-ehr.example.org", "ES384")
+    bad_key = {"kid": "malformed", "kty": "EC", "crv": "P-384", "x": "AAAA", "y": "AAAA", "alg": "ES384"}
+    jwks = {"keys": [bad_key, good.public_jwk]}
+    entry = good.config(jwks=jwks) if where == "static" else {"iss": good.iss, "jwks_uri": JWKS_URL}
+    app = make_app(PROFILE="production", TRUSTED_ISSUERS=trusted_issuers_file(tmp_path / "issuers.json", entry))
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add(responses.GET, JWKS_URL, json=jwks)
+        for _ in range(2):
+            assert post(app, good.token(LOCAL_ROOT + PV)).status_code == 200
+            refused = post(app, good.token(LOCAL_ROOT + PV, header={"kid": "malformed"}))
+            assert_operation_outcome(refused, 401)
+    assert [r.kid for r in caplog.records if r.getMessage() == "unusable JWK"] == ["malformed"]  # loaded once
+
+
 def test_key_rotation_triggers_one_refetch_and_unknown_kids_no_more(production):
     rotating = Issuer(REMOTE_ISSUER.iss, "ES384")
     now = [1000.0]

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 import requests
 
@@ -84,4 +85,5 @@ def test_server_runs_gunicorn_and_logs_json(server):
     log.seek(0)
     text = log.read()
     assert "gunicorn" in text.lower()
-    assert '"message": "request"' in text and '"status": 400' in text
+    records = [orjson.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert any(r["message"] == "request" and r["status"] == 400 and r["level"] == "INFO" for r in records)
