@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from bench.generate import ANCHOR, patient
 from bench.instructions import collected
+from bench.run import _worker_pids, _workers_cpu_seconds, parse_wrk
 from cds_service.fhir.prefetch import PATIENT_RECORD
 from cds_service.fhir.record import resources_in
 from cds_service.fhir.search import prefetch_for
@@ -89,3 +91,41 @@ def test_the_counted_child_makes_its_calls_and_exits_cleanly(tmp_path):
                                  "10", what, "1"], check=False, capture_output=True, text=True, timeout=120,
                                 env={**os.environ, "TMPDIR": str(tmp_path)})  # its instance folder goes there
         assert result.returncode == 0, result.stderr
+
+
+WRK_OUTPUT = """Running 20s test @ http://127.0.0.1:8080/cds-services/fbss-miss-advisor
+  2 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    13.10ms    5.21ms  61.22ms   71.03%
+    Req/Sec   306.90     40.12   410.00     70.50%
+  Latency Distribution
+     50%   12.37ms
+     75%   15.60ms
+     90%   19.71ms
+     99%   28.65ms
+  12217 requests in 20.02s, 80.18MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:    610.31
+Transfer/sec:      4.01MB
+"""
+
+
+def test_wrk_output_is_read_with_requests_latencies_and_errors():
+    assert parse_wrk(WRK_OUTPUT) == {"rps": 610.31, "requests": 12217, "p50": 12.37, "p99": 28.65, "errors": 7}
+    assert parse_wrk(WRK_OUTPUT.replace("12.37ms", "870.00us"))["p50"] == pytest.approx(0.87)
+
+
+def test_worker_cpu_time_is_read_for_the_masters_children():
+    # This test process plays the gunicorn master: its child burns about 0.3 s of CPU, then idles.
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + 0.3\n"
+                              "while time.process_time() < end: pass\ntime.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 20
+        while _workers_cpu_seconds(os.getpid()) < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert child.pid in _worker_pids(os.getpid())
+        assert 0.25 <= _workers_cpu_seconds(os.getpid()) < 5  # seconds, not clock ticks
+    finally:
+        child.kill()
+        child.wait()
