@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import orjson
@@ -100,6 +101,8 @@ def test_uuids_are_fresh_on_every_card_and_suggestion(app):
         _, cards = _call(app, fixture, fixture.anchor)
         seen += [card["uuid"] for card in cards] + [s["uuid"] for card in cards for s in card.get("suggestions", [])]
     assert len(seen) == len(set(seen)) > 6
+    # Time-ordered (version 7): the ledger's keys then go to the end of its indexes (cds_service.ids).
+    assert all(uuid.UUID(u).version == 7 and str(uuid.UUID(u)) == u for u in seen)
 
 
 def test_identical_requests_give_identical_advice(app):

@@ -156,6 +156,45 @@ def test_the_ledger_loses_nothing_on_close(database_url):
     engine.dispose()
 
 
+def test_the_timer_writes_what_was_queued_and_leaves_later_rows_for_its_next_turn(database_url):
+    # A busy worker queues rows while a batch is being written; writing those at once made a transaction (a commit)
+    # of one or two requests' rows after every batch. They wait for the next turn; flush() still writes everything.
+    engine = create_database_engine(database_url)
+    upgrade(engine)
+    ledger = CardLedger(engine, batch_size=3, flush_interval=60)
+    now = datetime.now(UTC)
+
+    def rows(n: int) -> list[IssuedCardRow]:
+        return [IssuedCardRow(str(uuid.uuid4()), "fbss-imaging", "svc", "patient-view", "hi", "v1", "h" * 64, now)
+                for _ in range(n)]
+
+    written: list[int] = []
+    insert_batch = ledger._insert
+
+    def insert_and_meanwhile_queue(batch: list[IssuedCardRow]) -> None:
+        insert_batch(batch)
+        written.append(len(batch))
+        ledger._queue.put(rows(1))  # a request finishing while the writer writes
+        with ledger._written:
+            ledger._unwritten += 1
+
+    ledger._insert = insert_and_meanwhile_queue
+    for _ in range(4):
+        ledger._queue.put(rows(2))
+        with ledger._written:
+            ledger._unwritten += 1
+    try:
+        ledger._drain(everything=False)  # the timer's turn: 8 rows queued, batches of at least 3
+    finally:
+        ledger._insert = insert_batch
+    assert written == [4, 4]  # what was there, in full batches; the rows queued meanwhile (2) stay queued
+    assert ledger._queue.qsize() == 2
+    ledger.close()
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(IssuedCard)).scalar_one() == 10
+    engine.dispose()
+
+
 def test_sqlite_runs_in_wal_mode_without_waiting_for_fsync_on_commit(tmp_path):
     engine = create_database_engine(f"sqlite:///{tmp_path / 'store.sqlite3'}")
     with engine.connect() as connection:

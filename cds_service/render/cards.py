@@ -19,7 +19,7 @@ from typing import Any
 from jinja2 import Template
 
 from cds_service.clinical.model import Evidence, Finding
-from cds_service.ids import new_uuid
+from cds_service.ids import time_ordered_uuid
 from cds_service.render.catalogue import CARD_TYPE_SYSTEM, Catalogue, load_catalogue, short
 from cds_service.render.citation import cite, md
 from cds_service.render.suggestions import reason_codes, render_suggestion
@@ -59,7 +59,7 @@ class CardRenderer:
         suggestions = [s for s in (render_suggestion(item, self.catalogue, template.suggestion_descriptions,
                                                      patient_id, reasons) for item in finding.suggestions) if s]
         card = RenderedCard({
-            "uuid": new_uuid(),
+            "uuid": time_ordered_uuid(),
             "summary": summary,
             "indicator": template.indicator,
             "source": {**template.source, "topic": {"system": CARD_TYPE_SYSTEM, "code": finding.card_type}},

@@ -18,7 +18,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
 from cds_service.clinical.model import Evidence, Suggestion
-from cds_service.ids import new_uuid
+from cds_service.ids import time_ordered_uuid
 from cds_service.render.catalogue import Catalogue
 from cds_service.terminology.valuesets import CANONICAL_URIS
 
@@ -104,7 +104,7 @@ def render_suggestion(suggestion: Suggestion, catalogue: Catalogue, descriptions
             return None
         label = (catalogue.studies if suggestion.kind == "study" else catalogue.orders)[suggestion.key]["label"]
         actions.append({"type": "create", "description": description or label, "resource": resource})
-    rendered: dict[str, Any] = {"label": label, "uuid": new_uuid(), "actions": actions}
+    rendered: dict[str, Any] = {"label": label, "uuid": time_ordered_uuid(), "actions": actions}
     if suggestion.recommended:
         rendered["isRecommended"] = True
     return rendered
