@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from importlib import resources
@@ -12,8 +13,8 @@ from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds_service.clinical.model import Evidence, Finding, Suggestion
-from cds_service.render.cards import CardRenderer
-from cds_service.render.catalogue import load_catalogue
+from cds_service.render.cards import CONTEXT_NAMES, CardRenderer
+from cds_service.render.catalogue import load_catalogue, template_variables
 from cds_service.render.citation import cite
 from cds_service.render.suggestions import validate_service_request
 from tests.clinical.builders import E, condition, imaging_report, lumbar_fbss, observation, procedure, run
@@ -118,6 +119,29 @@ def test_rendered_details_are_well_formed_markdown():
     for card in cards:
         assert _markdown_problems(card["detail"]) == [], card["source"]["topic"]["code"]
         assert not re.search(r"\{\{|\{%|None", card["detail"] + card["summary"])
+
+
+def test_a_template_reads_only_names_the_renderer_builds_and_the_renderer_builds_only_those():
+    catalogue = load_catalogue()
+    environment = catalogue.cards["miss-risk"].summary.environment
+    # The partial's variables count: `unavailable` is read only inside the included partial.
+    assert template_variables(environment, "{{ d.x }}", '{% include "unavailable" %}') == {"d", "unavailable"}
+    assert catalogue.cards["miss-risk"].variables == {"d", "orders", "risk_names", "risks", "unavailable"}
+    for template in catalogue.cards.values():
+        assert template.variables <= CONTEXT_NAMES
+    context = CardRenderer._context(Finding("miss-risk", "O1", ()), E, [], catalogue.cards["miss-risk"])
+    assert set(context) == {"region", "d", "unavailable", "t", "orders", "risks", "risk_names"}
+
+
+def test_a_template_reading_an_unknown_name_is_refused_at_start_up():
+    catalogue = load_catalogue()
+    template = catalogue.cards["red-flag"]
+    environment = template.summary.environment
+    source = "Red flag for {{ patient_name }}"
+    broken = dataclasses.replace(template, summary=environment.from_string(source),
+                                 variables=template_variables(environment, source, "{{ d.x }}"))
+    with pytest.raises(ValueError, match=r"red-flag.*patient_name"):
+        CardRenderer(dataclasses.replace(catalogue, cards={**catalogue.cards, "red-flag": broken}))
 
 
 def test_citation_format():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from jinja2 import Template
 
 from cds_service.clinical.model import Evidence, Finding
 from cds_service.ids import time_ordered_uuid
-from cds_service.render.catalogue import CARD_TYPE_SYSTEM, Catalogue, load_catalogue, short
+from cds_service.render.catalogue import CARD_TYPE_SYSTEM, CardTemplate, Catalogue, load_catalogue, short
 from cds_service.render.citation import cite, md
 from cds_service.render.suggestions import reason_codes, render_suggestion
 
@@ -28,6 +28,9 @@ log = logging.getLogger("cds_service.render")
 SUMMARY_MAX = 139
 _BLANK_LINES = re.compile(r"\n{3,}")
 _DIAGNOSES = ("icd10cm", "icd9cm", "snomed")
+CONTEXT_NAMES = frozenset({"region", "d", "unavailable", "t", "surgery", "evidence", "findings", "care", "omitted",
+                           "risks", "risk_names", "orders"})
+"""The names a card template can read (what `CardRenderer._context` builds)."""
 
 
 class RenderedCard(dict):
@@ -40,6 +43,12 @@ class CardRenderer:
 
     def __init__(self, catalogue: Catalogue | None = None) -> None:
         self.catalogue = catalogue or load_catalogue()
+        for card_type, template in self.catalogue.cards.items():
+            # A name the renderer does not build would fail every card of that type: refuse it at start-up.
+            unknown = template.variables - CONTEXT_NAMES - set(template.summary.environment.globals)
+            if unknown:
+                raise ValueError(f"cards/{card_type}: the template reads {sorted(unknown)}, which no card provides "
+                                 f"(known: {', '.join(sorted(CONTEXT_NAMES))})")
 
     def render(self, findings: Iterable[Finding], *, now: datetime, patient_id: str,
                unavailable: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -49,7 +58,7 @@ class CardRenderer:
 
     def card(self, finding: Finding, *, now: datetime, patient_id: str, unavailable: list[str]) -> dict[str, Any]:
         template = self.catalogue.cards[finding.card_type]
-        context = self._context(finding, now, unavailable, template.extra)
+        context = self._context(finding, now, unavailable, template)
         summary = " ".join(_render(template.summary, context).split())
         if len(summary) > SUMMARY_MAX:
             log.warning("summary shortened", extra={"card_type": finding.card_type, "length": len(summary)})
@@ -74,29 +83,35 @@ class CardRenderer:
         return card
 
     @staticmethod
-    def _context(finding: Finding, now: datetime, unavailable: list[str],
-                 extra: Mapping[str, Any]) -> dict[str, Any]:
+    def _context(finding: Finding, now: datetime, unavailable: list[str], template: CardTemplate) -> dict[str, Any]:
+        """What the card's template reads, and only that (`template.variables`): citing every list for every card
+        cited most evidence two or three times over, for lists the template never shows."""
+        uses = template.variables
+        details = _Details(finding.details)
+        extra = template.extra
+        context: dict[str, Any] = {"region": finding.region or "spine", "d": details, "unavailable": unavailable,
+                                   "t": extra}  # `t`: the template's own data (e.g. cause_labels)
         surgery = next((ev for ev in finding.evidence if ev.what == "spine surgery"), None)
-        details = dict(finding.details)
-        others = [ev for ev in finding.evidence if ev is not surgery]
+        if "surgery" in uses:
+            context["surgery"] = cite(surgery, now) if surgery else _surgery_from_diagnosis(finding.evidence, now)
+        if "evidence" in uses:
+            context["evidence"] = [cite(ev, now) for ev in finding.evidence]
         care = details.get("conservative_care", ())
-        labels = extra.get("risk_labels", {})
-        risks = [(labels.get(name, name), [cite(ev, now) for ev in evs])
-                 for name, evs in details.get("risk_evidence", ())]
-        return {
-            "region": finding.region or "spine",
-            "d": _Details(details),
-            "surgery": cite(surgery, now) if surgery else (_surgery_from_diagnosis(finding.evidence, now)),
-            "evidence": [cite(ev, now) for ev in finding.evidence],
-            "findings": [cite(ev, now) for ev in others if ev not in care],
-            "care": [cite(ev, now) for ev in care],
-            "omitted": [cite(ev, now) for ev in finding.omitted],
-            "risks": risks,
-            "risk_names": [labels.get(name, name).split(" —")[0].lower() for name, _ in risks],
-            "orders": [md(order) for order in details.get("orders", ())],
-            "unavailable": unavailable,
-            "t": extra,  # the template's own data (e.g. cause_labels)
-        }
+        if "findings" in uses:
+            context["findings"] = [cite(ev, now) for ev in finding.evidence if ev is not surgery and ev not in care]
+        if "care" in uses:
+            context["care"] = [cite(ev, now) for ev in care]
+        if "omitted" in uses:
+            context["omitted"] = [cite(ev, now) for ev in finding.omitted]
+        if "risks" in uses or "risk_names" in uses:
+            labels = extra.get("risk_labels", {})
+            risks = [(labels.get(name, name), [cite(ev, now) for ev in evs])
+                     for name, evs in details.get("risk_evidence", ())]
+            context["risks"] = risks
+            context["risk_names"] = [labels.get(name, name).split(" —")[0].lower() for name, _ in risks]
+        if "orders" in uses:
+            context["orders"] = [md(order) for order in details.get("orders", ())]
+        return context
 
 
 def _render(template: Template, context: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import yaml
-from jinja2 import DictLoader, StrictUndefined, Template
+from jinja2 import DictLoader, Environment, StrictUndefined, Template, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from cds_service.jsonio import compact
@@ -41,6 +41,7 @@ class CardTemplate:
     suggestion_descriptions: Mapping[str, str]
     override_reasons: tuple[Mapping[str, str], ...]
     extra: Mapping[str, Any]
+    variables: frozenset[str]  # the names the summary and detail (and their partials) read
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,23 @@ def _study_codings() -> dict[str, list[dict[str, str]]]:
             codings.setdefault(study, {}).setdefault(member.system, {
                 "system": member.system_uri, "code": member.code, "display": member.display})
     return {study: [by_system[s] for s in ("cpt", "loinc") if s in by_system] for study, by_system in codings.items()}
+
+
+def template_variables(environment: Environment, *sources: str) -> frozenset[str]:
+    """The variables the template sources read, those of the partials they include counted in (Jinja's own
+    analysis). The renderer builds only these for a card: most templates cite a few of the lists it could build."""
+    names: set[str] = set()
+    pending, included = list(sources), set()
+    while pending:
+        tree = environment.parse(pending.pop())
+        names |= meta.find_undeclared_variables(tree)
+        for name in meta.find_referenced_templates(tree):
+            if name is None:
+                raise ValueError("card templates must include partials by a literal name")
+            if name not in included:
+                included.add(name)
+                pending.append(environment.loader.get_source(environment, name)[0])
+    return frozenset(names)
 
 
 @cache
@@ -98,6 +116,7 @@ def load_catalogue() -> Catalogue:
             override_reasons=tuple({"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": reasons[code]}
                                    for code in raw["overrideReasons"]),
             extra=MappingProxyType({k: v for k, v in raw.items() if k not in _TEMPLATE_FIELDS}),
+            variables=template_variables(environment, raw["summary"], raw["detail"]),
         )
     orders = yaml.safe_load(_read("orders.yaml"))
     studies = _study_codings()
