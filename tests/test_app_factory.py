@@ -62,4 +62,4 @@ def test_db_upgrade_command_migrates_the_configured_database(tmp_path, monkeypat
     monkeypatch.setenv("CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.sqlite3'}")
     result = CliRunner().invoke(main, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "schema at revision 0002" in result.output and (tmp_path / "cli.sqlite3").exists()
+    assert "schema at revision 0003" in result.output and (tmp_path / "cli.sqlite3").exists()

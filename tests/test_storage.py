@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
 from selenium.webdriver.common.by import By
 from sqlalchemy import String, cast, create_engine, func, insert, inspect, make_url, select, text
@@ -28,7 +30,7 @@ from cds_service.services import patient_view
 from cds_service.storage.database import create_database_engine
 from cds_service.storage.ledger import CardLedger, IssuedCardRow
 from cds_service.storage.migrate import alembic_config, current_revision, upgrade
-from cds_service.storage.models import Feedback, IssuedCard, IssuedSuggestion
+from cds_service.storage.models import Base, Feedback, IssuedCard, IssuedSuggestion
 from cds_service.storage.patient_hash import PatientHasher
 from tests.browser import ARTIFACTS, headless_chromium, requires_browser
 from tests.support import assert_operation_outcome
@@ -81,15 +83,62 @@ def test_migrations_from_empty_to_head_and_back(database_url):
     try:
         assert current_revision(engine) is None
         upgrade(engine)
-        assert current_revision(engine) == "0002"
+        assert current_revision(engine) == "0003"
         assert {"seen_token", "issued_card", "issued_suggestion", "feedback"} <= set(inspect(engine).get_table_names())
         upgrade(engine, "0001")  # no-op: already past it
         command.downgrade(alembic_config(engine), "base")
         assert "feedback" not in inspect(engine).get_table_names()
         upgrade(engine)
-        assert current_revision(engine) == "0002"
+        assert current_revision(engine) == "0003"
     finally:
         engine.dispose()
+
+
+def _index_names(engine, table: str) -> set[str]:
+    return {index["name"] for index in inspect(engine).get_indexes(table)}
+
+
+def test_the_ledger_tables_carry_only_the_indexes_a_query_reads(database_url):
+    """Every index is a b-tree insert per issued card or suggestion: 0003 drops those no query reads, 0002's rows
+    stay, and its downgrade puts the indexes back."""
+    engine = create_database_engine(database_url)
+    try:
+        upgrade(engine, "0002")
+        assert "ix_issued_card_card_type" in _index_names(engine, "issued_card")
+        with engine.begin() as connection:
+            connection.execute(insert(IssuedCard.__table__).values(
+                card_uuid="c-1", card_type="fbss-imaging", service_id="s", hook="patient-view", hook_instance="h",
+                knowledge_version="k", patient_hash="p", issued_at=datetime(2026, 11, 1, tzinfo=UTC)))
+            connection.execute(insert(IssuedSuggestion.__table__).values(
+                suggestion_uuid="s-1", card_uuid="c-1", label="Order MRI"))
+        upgrade(engine)
+        assert _index_names(engine, "issued_card") == {"ix_issued_card_issued_at"}
+        assert _index_names(engine, "issued_suggestion") == set()
+        assert count_rows(engine, IssuedCard) == 1 and count_rows(engine, IssuedSuggestion) == 1
+        command.downgrade(alembic_config(engine), "0002")
+        assert _index_names(engine, "issued_card") == {"ix_issued_card_card_type", "ix_issued_card_knowledge_version",
+                                                       "ix_issued_card_issued_at"}
+        assert _index_names(engine, "issued_suggestion") == {"ix_issued_suggestion_card_uuid"}
+    finally:
+        engine.dispose()
+
+
+def test_the_models_match_the_migrated_schema(database_url):
+    """The ORM models and the migrations describe the same tables, indexes and constraints (Alembic's own
+    comparison, as `alembic check` makes it)."""
+    engine = create_database_engine(database_url)
+    try:
+        upgrade(engine)
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        assert differences == []
+    finally:
+        engine.dispose()
+
+
+def count_rows(engine, model) -> int:
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(model)).scalar_one()
 
 
 def test_feedback_sent_twice_is_one_record(store_app):

@@ -29,16 +29,19 @@ class SeenToken(Base):
 
 class IssuedCard(Base):
     """A card the service returned: the ledger that feedback and analytics refer to. No clear patient identifiers:
-    the patient is a keyed hash (HMAC), so cards of one patient can be grouped but not traced back without the key."""
+    the patient is a keyed hash (HMAC), so cards of one patient can be grouped but not traced back without the key.
+
+    Written on every hook call that returns cards: an index here is a b-tree insert per card, so there is one only
+    where a query reads it (`issued_at`, the report's `--since`; migration 0003)."""
 
     __tablename__ = "issued_card"
 
     card_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
-    card_type: Mapped[str] = mapped_column(String(64), index=True)
+    card_type: Mapped[str] = mapped_column(String(64))
     service_id: Mapped[str] = mapped_column(String(128))
     hook: Mapped[str] = mapped_column(String(32))
     hook_instance: Mapped[str] = mapped_column(String(255))
-    knowledge_version: Mapped[str] = mapped_column(String(64), index=True)
+    knowledge_version: Mapped[str] = mapped_column(String(64))
     patient_hash: Mapped[str] = mapped_column(String(64))
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
@@ -49,7 +52,7 @@ class IssuedSuggestion(Base):
     __tablename__ = "issued_suggestion"
 
     suggestion_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
-    card_uuid: Mapped[str] = mapped_column(ForeignKey("issued_card.card_uuid"), index=True)
+    card_uuid: Mapped[str] = mapped_column(ForeignKey("issued_card.card_uuid"))
     label: Mapped[str] = mapped_column(String(255))
 
 
