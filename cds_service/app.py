@@ -15,6 +15,7 @@ from flask import Flask
 from flask_cors import CORS
 from sqlalchemy import Engine
 
+from cds_service.clinical.engine import prepare as prepare_clinical_core
 from cds_service.clinical.knowledge import Thresholds, load_thresholds
 from cds_service.config import SETTINGS, ConfigError, Settings, load_settings
 from cds_service.fhir.client import FetchPolicy, FhirClient
@@ -56,6 +57,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["cds.settings"] = settings
     app.extensions["cds.thresholds"] = _thresholds(settings)
     app.extensions["cds.value_sets"] = value_sets()  # compiled once, before gunicorn forks its workers
+    prepare_clinical_core()  # and the lookup tables built from them
     app.extensions["cds.renderer"] = CardRenderer()  # card templates parsed once, before the workers fork
     app.extensions["cds.clock"] = _utc_now
     app.extensions["cds.fhir_client"] = FhirClient()

@@ -8,7 +8,10 @@ from flask import Flask
 
 from cds_service import create_app
 from cds_service.cli import main
+from cds_service.clinical.facts import _drug_class, _ingredient_patterns
 from cds_service.config import ConfigError
+from cds_service.terminology.valuesets import _combined_index
+from tests.support import hook_request
 
 
 def test_create_app_with_test_config(tmp_path):
@@ -63,3 +66,23 @@ def test_db_upgrade_command_migrates_the_configured_database(tmp_path, monkeypat
     result = CliRunner().invoke(main, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
     assert "schema at revision 0003" in result.output and (tmp_path / "cli.sqlite3").exists()
+
+
+def test_the_knowledge_lookups_are_built_at_start_up_not_by_the_first_hook_call(tmp_path):
+    """Before gunicorn forks, so no worker's first hook call builds them (it cost about 20 ms per worker)."""
+    _combined_index.cache_clear()
+    _ingredient_patterns.cache_clear()
+    _drug_class.cache_clear()
+    app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path)})
+    built = (_combined_index.cache_info(), _ingredient_patterns.cache_info())
+    assert built[0].currsize == 1 and built[1].currsize == 2
+    # A medication no code identifies is read by the ingredient names in its text: both lookups are used.
+    medication = {"resourceType": "MedicationRequest", "id": "m1", "status": "active", "intent": "order",
+                  "subject": {"reference": "Patient/p1"}, "authoredOn": "2026-11-01",
+                  "medicationCodeableConcept": {"text": "Tramadol 50 mg tablet"}}
+    body = hook_request(prefetch={"medicationRequests": {"resourceType": "Bundle", "type": "searchset",
+                                                         "entry": [{"resource": medication}]}})
+    assert app.test_client().post("/cds-services/fbss-miss-advisor", json=body).status_code == 200
+    after = (_combined_index.cache_info(), _ingredient_patterns.cache_info())
+    assert [info.misses for info in after] == [info.misses for info in built]  # nothing built by the hook call
+    assert after[1].hits > built[1].hits

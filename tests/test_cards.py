@@ -144,6 +144,15 @@ def test_a_template_reading_an_unknown_name_is_refused_at_start_up():
         CardRenderer(dataclasses.replace(catalogue, cards={**catalogue.cards, "red-flag": broken}))
 
 
+def test_an_order_that_is_not_a_valid_service_request_is_refused_at_start_up():
+    """Checked once when the service starts, rather than dropped (and logged) from every card that suggests it."""
+    catalogue = load_catalogue()
+    broken = {**catalogue.orders, "referral-spine-surgeon": {**catalogue.orders["referral-spine-surgeon"],
+                                                              "performerType": "spine surgeon"}}
+    with pytest.raises(ValueError, match=r"orders.yaml.*referral-spine-surgeon"):
+        CardRenderer(dataclasses.replace(catalogue, orders=broken))
+
+
 def test_citation_format():
     ev = Evidence("Procedure/1", "spine surgery", "cpt", "63030", "Lumbar laminotomy", E.replace(year=2024, month=9))
     assert cite(ev, E) == "Lumbar laminotomy (CPT 63030) on 2024-09-01, 273 days ago"

@@ -489,6 +489,7 @@ def _classified_evidence(entry: MedicationEntry, what: str, hit: _Hit) -> Eviden
 
 
 _WORD = re.compile(r"\w+")
+_MEDICATION_VALUE_SETS = ("VS-19", "VS-20")  # opioids and other analgesics, also read by ingredient name
 
 
 @cache
@@ -502,6 +503,13 @@ def _ingredient_patterns(vs_id: str) -> tuple[frozenset[str] | None, tuple[tuple
     usable = len(first_words) > 0 and all(name[:1].isalnum() for name, _ in names)
     return (frozenset(first_words) if usable else None,
             tuple((re.compile(rf"(?i)\b{re.escape(name)}\b"), member) for name, member in names))
+
+
+def prepare_ingredient_patterns() -> None:
+    """Compile the ingredient-name patterns of the medication value sets now (at start-up): the first request that
+    reads a medication by its text would otherwise compile a few dozen regular expressions."""
+    for vs_id in _MEDICATION_VALUE_SETS:
+        _ingredient_patterns(vs_id)
 
 
 def _ingredient_by_name(vs_id: str, text: str) -> Member | None:

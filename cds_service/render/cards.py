@@ -22,7 +22,7 @@ from cds_service.clinical.model import Evidence, Finding
 from cds_service.ids import time_ordered_uuid
 from cds_service.render.catalogue import CARD_TYPE_SYSTEM, CardTemplate, Catalogue, load_catalogue, short
 from cds_service.render.citation import cite, md
-from cds_service.render.suggestions import reason_codes, render_suggestion
+from cds_service.render.suggestions import invalid_orders, reason_codes, render_suggestion
 
 log = logging.getLogger("cds_service.render")
 SUMMARY_MAX = 139
@@ -49,6 +49,9 @@ class CardRenderer:
             if unknown:
                 raise ValueError(f"cards/{card_type}: the template reads {sorted(unknown)}, which no card provides "
                                  f"(known: {', '.join(sorted(CONTEXT_NAMES))})")
+        invalid = invalid_orders(self.catalogue)
+        if invalid:
+            raise ValueError(f"cards/orders.yaml: not a valid FHIR R4 ServiceRequest: {', '.join(invalid)}")
 
     def render(self, findings: Iterable[Finding], *, now: datetime, patient_id: str,
                unavailable: Iterable[str] = ()) -> list[dict[str, Any]]:

@@ -95,6 +95,8 @@ def load_catalogue() -> Catalogue:
     )
     environment.filters["short"] = short
     environment.filters["label"] = lambda value, labels: labels.get(value, value)  # keys the rules emit -> words
+    for partial in environment.list_templates():
+        environment.get_template(partial)  # compiled now and kept in the environment's cache, not on a first include
     reason_system = orjson.loads(_read("override-reasons.json"))
     reasons = {c["code"]: c["display"] for c in reason_system["concept"]}
     cards = {}

@@ -86,6 +86,17 @@ def service_request(suggestion: Suggestion, catalogue: Catalogue, patient_id: st
     return resource
 
 
+def invalid_orders(catalogue: Catalogue) -> list[str]:
+    """The study and order keys of cards/orders.yaml whose ServiceRequest would not be valid FHIR R4.
+
+    Run at start-up, so that an invalid order fails the start rather than being dropped from every card that suggests
+    it; it also brings in fhir.resources' ServiceRequest model and the models it refers to, which the first request
+    of every worker would otherwise import (about 20 ms)."""
+    keys = [(key, "study") for key in catalogue.studies] + [(key, "order") for key in catalogue.orders]
+    return [key for key, kind in keys
+            if not validate_service_request(service_request(Suggestion(key, kind), catalogue, "start-up", []) or {})]
+
+
 def render_suggestion(suggestion: Suggestion, catalogue: Catalogue, descriptions: Mapping[str, str],
                       patient_id: str, reasons: list[dict[str, Any]]) -> dict[str, Any] | None:
     """A CDS Hooks suggestion: `delete` actions for the drafts it replaces or removes (by resourceId), then a

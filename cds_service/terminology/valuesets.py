@@ -211,6 +211,11 @@ def _combined_index() -> tuple[dict[tuple[str, str], tuple[Member, ...]], dict[s
     return frozen_exact, frozen_prefixes
 
 
+def prepare_lookup() -> None:
+    """Build the combined lookup index now (at start-up) rather than on the first request that looks up a code."""
+    _combined_index()
+
+
 def members_for(system: Any, code: Any) -> tuple[Member, ...]:
     """Every value-set member a coding matches, across all value sets: exact matches first, then prefix matches from
     the longest prefix down — so the first member of a value set in the result is that set's most specific match.
