@@ -29,14 +29,15 @@ def endpoint_audience() -> str:
 def install_authentication(app: Flask, verifier: TokenVerifier, *, required: bool) -> None:
     @app.before_request
     def _authenticate() -> None:
-        if request.method == "OPTIONS" or request.blueprint not in PROTECTED_BLUEPRINTS:
+        current = request._get_current_object()  # one proxy lookup for the several reads below
+        if current.method == "OPTIONS" or current.blueprint not in PROTECTED_BLUEPRINTS:
             return
-        header = request.headers.get("Authorization", "")
+        header = current.headers.get("Authorization", "")
         if not header:
             if required:
                 _refuse("no Authorization header")
             log.warning("request without a client JWT accepted (local profile)",
-                        extra={"request_id": g.get("request_id"), "route": request.path})
+                        extra={"request_id": g.get("request_id"), "route": current.path})
             return
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
