@@ -133,6 +133,15 @@ def test_a_template_reads_only_names_the_renderer_builds_and_the_renderer_builds
     assert set(context) == {"region", "d", "unavailable", "t", "orders", "risks", "risk_names"}
 
 
+@pytest.mark.parametrize("card_type", CARD_TYPES)
+def test_every_name_a_template_reads_is_built_for_its_cards(card_type):
+    template = load_catalogue().cards[card_type]
+    context = CardRenderer._context(Finding(card_type, "R1", ()), E, [], template)
+    assert template.variables <= set(context) | set(template.summary.environment.globals)
+    assert set(CardRenderer._context(Finding(card_type, "R1", ()), E, [], dataclasses.replace(
+        template, variables=CONTEXT_NAMES))) == CONTEXT_NAMES  # every name the start-up check allows can be built
+
+
 def test_a_template_reading_an_unknown_name_is_refused_at_start_up():
     catalogue = load_catalogue()
     template = catalogue.cards["red-flag"]
