@@ -73,9 +73,13 @@ def item(card=None, outcome="overridden", when="2025-06-01T12:05:31Z", **extra):
     return feedback
 
 
-def count(app, model) -> int:
-    with app.extensions["cds.database"].connect() as connection:
+def count_rows(engine, model) -> int:
+    with engine.connect() as connection:
         return connection.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def count(app, model) -> int:
+    return count_rows(app.extensions["cds.database"], model)
 
 
 def test_migrations_from_empty_to_head_and_back(database_url):
@@ -134,11 +138,6 @@ def test_the_models_match_the_migrated_schema(database_url):
         assert differences == []
     finally:
         engine.dispose()
-
-
-def count_rows(engine, model) -> int:
-    with engine.connect() as connection:
-        return connection.execute(select(func.count()).select_from(model)).scalar_one()
 
 
 def test_feedback_sent_twice_is_one_record(store_app):
@@ -236,8 +235,7 @@ def test_the_timer_writes_what_was_queued_and_leaves_later_rows_for_its_next_tur
     assert written == [4, 4]  # what was there, in full batches; the rows queued meanwhile (2) stay queued
     assert ledger._queue.qsize() == 2
     ledger.close()
-    with engine.connect() as connection:
-        assert connection.execute(select(func.count()).select_from(IssuedCard)).scalar_one() == 10
+    assert count_rows(engine, IssuedCard) == 10
     engine.dispose()
 
 

@@ -94,7 +94,8 @@ def invalid_orders(catalogue: Catalogue) -> list[str]:
     of every worker would otherwise import (about 20 ms)."""
     keys = [(key, "study") for key in catalogue.studies] + [(key, "order") for key in catalogue.orders]
     return [key for key, kind in keys
-            if not validate_service_request(service_request(Suggestion(key, kind), catalogue, "start-up", []) or {})]
+            if (resource := service_request(Suggestion(key, kind), catalogue, "start-up", [])) is None
+            or not validate_service_request(resource)]
 
 
 def render_suggestion(suggestion: Suggestion, catalogue: Catalogue, descriptions: Mapping[str, str],
