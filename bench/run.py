@@ -16,7 +16,6 @@ drift between runs on shared machines.
 from __future__ import annotations
 
 import argparse
-import gc
 import io
 import logging
 import os
@@ -88,9 +87,10 @@ def bench_app() -> Any:
 def settle(app: Any) -> None:
     """After warm-up: the ledger written, and everything built so far out of the collector's view, as the gunicorn
     master leaves a worker (cds_service/server.py)."""
+    from cds_service.server import freeze_start_up  # noqa: PLC0415
+
     app.extensions["cds.ledger"].flush()
-    gc.collect()
-    gc.freeze()
+    freeze_start_up()
 
 
 def service_call(app: Any, hook: str, size: int) -> tuple[bytes, Callable[[], bytes]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
@@ -14,6 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 import requests
+
+from cds_service.server import GC_YOUNG_THRESHOLD, freeze_start_up
 
 
 def _free_port() -> int:
@@ -87,3 +90,18 @@ def test_server_runs_gunicorn_and_logs_json(server):
     assert "gunicorn" in text.lower()
     records = [orjson.loads(line) for line in text.splitlines() if line.startswith("{")]
     assert any(r["message"] == "request" and r["status"] == 400 and r["level"] == "INFO" for r in records)
+
+
+def test_the_worker_starts_frozen_with_young_collections_rarer():
+    """What `GunicornServer.load` leaves the forked workers: start-up frozen out of the collector's view, and the
+    young generation collected at GC_YOUNG_THRESHOLD net new objects instead of CPython's 700."""
+    threshold = gc.get_threshold()
+    try:
+        gc.unfreeze()
+        freeze_start_up()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *threshold[1:])
+        assert threshold[0] < GC_YOUNG_THRESHOLD
+    finally:
+        gc.unfreeze()  # the rest of the suite runs with the collector as it was
+        gc.set_threshold(*threshold)
