@@ -11,6 +11,7 @@ import orjson
 import pytest
 from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.servicerequest import ServiceRequest
+from jinja2.exceptions import SecurityError
 
 from cds_service.clinical.model import Evidence, Finding, Suggestion
 from cds_service.render.cards import CONTEXT_NAMES, CardRenderer
@@ -140,6 +141,19 @@ def test_every_name_a_template_reads_is_built_for_its_cards(card_type):
     assert template.variables <= set(context) | set(template.summary.environment.globals)
     assert set(CardRenderer._context(Finding(card_type, "R1", ()), E, [], dataclasses.replace(
         template, variables=CONTEXT_NAMES))) == CONTEXT_NAMES  # every name the start-up check allows can be built
+
+
+def test_card_templates_render_in_the_sandbox_with_their_globals_as_one_dict():
+    """Plain-dict globals (CardTemplateEnvironment) change how a context is built, not what templates may do."""
+    catalogue = load_catalogue()
+    environment = catalogue.cards["miss-risk"].summary.environment
+    for template in catalogue.cards.values():
+        for part in (template.summary, template.detail):
+            assert type(part.globals) is dict
+            assert part.globals == dict(environment.globals)
+    assert type(environment.get_template("unavailable").globals) is dict
+    with pytest.raises(SecurityError):
+        environment.from_string("{{ d.__class__.__subclasses__() }}").render(d={})
 
 
 def test_a_template_reading_an_unknown_name_is_refused_at_start_up():

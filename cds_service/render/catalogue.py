@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -68,6 +68,18 @@ def _study_codings() -> dict[str, list[dict[str, str]]]:
     return {study: [by_system[s] for s in ("cpt", "loinc") if s in by_system] for study, by_system in codings.items()}
 
 
+class CardTemplateEnvironment(SandboxedEnvironment):
+    """The sandbox card templates render in, with each template's globals one plain dict.
+
+    Jinja gives every template a ChainMap over the environment's globals, so that globals changed later still show;
+    every render then lists that ChainMap's keys in Python (about 2.4 us of a 5 us context, six contexts a request).
+    Nothing here changes globals once the catalogue is loaded, which is when Jinja asks for it too.
+    """
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
+
+
 def template_variables(environment: Environment, *sources: str) -> frozenset[str]:
     """The variables the template sources read, those of the partials they include counted in (Jinja's own
     analysis). The renderer builds only these for a card: most templates cite a few of the lists it could build."""
@@ -89,7 +101,7 @@ def template_variables(environment: Environment, *sources: str) -> frozenset[str
 def load_catalogue() -> Catalogue:
     """Parse every card template (failing loudly at start-up on a template error, never on a request)."""
     partials = yaml.safe_load(_read("_partials.yaml"))
-    environment = SandboxedEnvironment(
+    environment = CardTemplateEnvironment(
         loader=DictLoader({"unavailable": partials["unavailable"]}), undefined=StrictUndefined,
         trim_blocks=True, lstrip_blocks=True, autoescape=False,
     )
