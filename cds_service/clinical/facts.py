@@ -121,6 +121,8 @@ class Facts:
     care_events: tuple[Evidence, ...]
     analgesic_exposure: tuple[tuple[datetime, datetime, Evidence], ...]
     conditions_by_vs: Mapping[str, tuple[tuple[ConditionEntry, Evidence, Member], ...]] = field(repr=False)
+    current_by_vs: Mapping[str, tuple[tuple[ConditionEntry, Evidence, Member], ...]] = field(repr=False)
+    """conditions_by_vs, current ones only (clinicalStatus active/recurrence/relapse, not abated)."""
     observations_by_vs: Mapping[str, tuple[tuple[ObservationEntry, Evidence, Member], ...]] = field(repr=False)
     unavailable: frozenset[str] = frozenset()
 
@@ -202,6 +204,7 @@ def derive_facts(record: PatientRecord, now: datetime, thresholds: Thresholds) -
         care_events=_care_events(record),
         analgesic_exposure=_analgesic_exposure(medications, now),
         conditions_by_vs=conditions,
+        current_by_vs=current,
         observations_by_vs=observations,
         unavailable=record.unavailable,
     )

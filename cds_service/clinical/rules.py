@@ -293,7 +293,7 @@ Risk = tuple[str, tuple[Evidence, ...]]
 
 def miss_risks(facts: Facts, region: str | None) -> tuple[list[Risk], list[str], list[str]]:
     """(risks with evidence, detail-only notes, suggestion keys) per the R9 table, in the table's order."""
-    current = {vs: tuple(item for item in items if item[0].current) for vs, items in facts.conditions_by_vs.items()}
+    current = facts.current_by_vs
     risks: list[Risk] = []
     notes: list[str] = []
     for check in (_diabetes_risk, _obesity_risk, _smoking_risk):
