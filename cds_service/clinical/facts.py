@@ -484,6 +484,12 @@ def _drug_class(key: tuple | None) -> tuple[_Hit | None, _Hit | None]:
     return None, ((None, None) if _ingredient_by_name("VS-20", words) is not None else None)
 
 
+def reads_medication(concept: Any) -> bool:
+    """Whether a rule reads a medication with this concept: an opioid or another analgesic, by code or by an
+    ingredient named in its text (F7, F8). Any other drug is never evidence, so the record can leave it out."""
+    return _drug_class(_concept_key(concept)) != (None, None)
+
+
 def _classified_evidence(entry: MedicationEntry, what: str, hit: _Hit) -> Evidence:
     coding, member = hit
     if coding is None or member is None:

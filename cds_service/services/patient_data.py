@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from cds_service.clinical import reads_medication
 from cds_service.errors import PreconditionFailed
 from cds_service.fhir.record import PatientRecord, build_record, resources_in
 from cds_service.fhir.resolve import resolve_prefetch
@@ -33,4 +34,5 @@ def patient_record(request: HookRequest, templates: Mapping[str, str], runtime: 
     resources = [resource for key in templates if key in resolution.data
                  for resource in resources_in(resolution.data[key])]
     return build_record(resources, runtime.now, unavailable=resolution.unavailable,
-                        default_supply_days=runtime.thresholds.medication_default_supply_days)
+                        default_supply_days=runtime.thresholds.medication_default_supply_days,
+                        reads_medication=reads_medication)

@@ -12,7 +12,7 @@ from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
-from cds_service.clinical import Evaluation, evaluate, load_thresholds
+from cds_service.clinical import Evaluation, evaluate, load_thresholds, reads_medication
 from cds_service.fhir.record import build_record
 
 E = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -123,7 +123,7 @@ def run(*resources: dict[str, Any], now: datetime = E, **threshold_overrides: An
     """Validate each resource with fhir.resources R4B, then evaluate them at `now`."""
     for resource in resources:
         validate(resource)
-    record = build_record([patient(), *resources], now)
+    record = build_record([patient(), *resources], now, reads_medication=reads_medication)  # as the service does
     return evaluate(record, now, load_thresholds(overrides=threshold_overrides))
 
 

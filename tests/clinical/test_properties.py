@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cds_service.clinical import evaluate, load_thresholds
+from cds_service.clinical import evaluate, load_thresholds, reads_medication
 from cds_service.fhir.record import build_record
 from tests.clinical.builders import (
     E,
@@ -121,3 +121,29 @@ def test_evaluation_never_raises_on_missing_or_odd_fields(base, data):
     mutilated = [_mutilate(resource, data.draw) for resource in base]
     evaluation = evaluate(build_record([patient(), *mutilated], E), E, THRESHOLDS)
     assert isinstance(evaluation.findings, tuple)
+
+
+# Drugs by code and by name only: opioids (VS-19) and other analgesics (VS-20), which the rules read, and others.
+MEDICATIONS = [
+    medication_request("1049621", start_days_ago=150, supply_days=150),               # oxycodone, by code
+    medication_request(None, start_days_ago=100, supply_days=100, text="tramadol 50 mg tablet"),
+    medication_request(None, start_days_ago=60, supply_days=60, text="ibuprofen 600 mg tablet"),
+    medication_request(None, start_days_ago=60, supply_days=60, text="lisinopril 10 mg tablet"),
+    medication_request("197361", start_days_ago=200, supply_days=180),                # amlodipine
+    {**medication_request("1049621"), "resourceType": "MedicationStatement", "status": "active",
+     "effectivePeriod": {"start": "2026-05-01"}},
+]
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(base=st.sampled_from(BASES), drugs=st.lists(st.sampled_from(MEDICATIONS), max_size=6), data=st.data())
+def test_leaving_out_the_drugs_no_rule_reads_never_changes_the_evaluation(base, drugs, data):
+    """The service builds its record with `reads_medication` (a drug that is neither an opioid nor an analgesic is
+    left out before its dates are read): the findings, evidence included, are those of the full record, for odd
+    fields too."""
+    resources = [patient(), *base, *[_mutilate(drug, data.draw) if data.draw(st.booleans()) else drug
+                                     for drug in drugs]]
+    kept = build_record(resources, E, reads_medication=reads_medication)
+    full = build_record(resources, E)
+    assert evaluate(kept, E, THRESHOLDS).findings == evaluate(full, E, THRESHOLDS).findings
+    assert len(kept.medications) <= len(full.medications)

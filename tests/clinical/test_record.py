@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from cds_service.clinical import reads_medication
 from cds_service.fhir.dates import parse_datetime
 from cds_service.fhir.record import build_record, resources_in
 from tests.clinical.builders import (
@@ -203,6 +204,19 @@ def test_resources_no_rule_can_read_are_left_out_but_medications_stay():
     assert [c.code["coding"][0]["code"] for c in built.conditions] == ["M54.16"]
     assert built.observations == () and built.procedures == () and built.imaging == ()
     assert len(built.medications) == 1  # kept for the ingredient-name fallback
+
+
+def test_with_reads_medication_only_the_drugs_a_rule_reads_are_kept():
+    drugs = [medication_request("1049621"), medication_request(None, text="tramadol 50 mg tablet"),
+             medication_request(None, text="ibuprofen 600 mg tablet"),
+             medication_request(None, text="dihydrocodeine 30 mg tablet"),  # an opioid of VS-19 by its own name
+             medication_request(None, text="lisinopril 10 mg tablet"), medication_request("197361"),  # amlodipine
+             medication_request(None), medication_request(None, text="atorvastatin 20 mg tablet")]
+    for drug in drugs:
+        validate(drug)
+    built = build_record([patient(), *drugs], E, reads_medication=reads_medication)
+    assert [m.reference for m in built.medications] == [f"MedicationRequest/{d['id']}" for d in drugs[:4]]
+    assert len(build_record([patient(), *drugs], E).medications) == len(drugs)  # without it, every one is kept
 
 
 def test_a_panel_is_kept_for_its_known_component():
