@@ -1,6 +1,7 @@
 """`make bench`: the service's cost against the cost of parsing its request, measured in one run.
 
-1. In-process (request bytes -> response bytes, through the WSGI app with `gc.freeze()` as under gunicorn) for
+1. In-process (request bytes -> response bytes, through the WSGI app with the collector set as in a gunicorn worker:
+   start-up frozen, young generation at 10,000; `orjson.loads` runs under the same settings) for
    patient-view and order-select at 10, 100, 500 and 2,000 resources, next to `orjson.loads` of the same body:
    p50 and p99 of each and their ratio, against the targets (p50 <= 1.5x + 0.5 ms, p99 <= 3x + 2 ms); the best of
    several rounds (`--rounds`), each timing `orjson.loads` and then the service.
@@ -85,8 +86,8 @@ def bench_app() -> Any:
 
 
 def settle(app: Any) -> None:
-    """After warm-up: the ledger written, and everything built so far out of the collector's view, as the gunicorn
-    master leaves a worker (cds_service/server.py)."""
+    """After warm-up: the ledger written, and the collector set as the gunicorn master leaves a worker (start-up
+    frozen, young collections rarer: cds_service/server.py), for the service and `orjson.loads` alike."""
     from cds_service.server import freeze_start_up  # noqa: PLC0415
 
     app.extensions["cds.ledger"].flush()

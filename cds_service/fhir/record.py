@@ -139,7 +139,8 @@ class OrderOrStudy:
 @dataclass(frozen=True)
 class PatientRecord:
     """The patient's valid resources that the rules can read, by type (a resource with no code of any of the
-    service's value sets is left out, medications excepted). `unavailable` names the data that could not be had."""
+    service's value sets is left out; a medication, when the builder is told which drugs the rules read). `unavailable`
+    names the data that could not be had."""
 
     birth_date: date | None
     conditions: tuple[ConditionEntry, ...]
