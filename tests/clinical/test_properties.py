@@ -12,6 +12,7 @@ from cds_service.clinical import evaluate, load_thresholds, reads_medication
 from cds_service.fhir.record import build_record
 from tests.clinical.builders import (
     E,
+    code,
     condition,
     imaging_report,
     lumbar_fbss,
@@ -19,6 +20,7 @@ from tests.clinical.builders import (
     observation,
     patient,
     procedure,
+    validate,
 )
 
 THRESHOLDS = load_thresholds()
@@ -125,14 +127,19 @@ def test_evaluation_never_raises_on_missing_or_odd_fields(base, data):
 
 # Drugs by code and by name only: opioids (VS-19) and other analgesics (VS-20), which the rules read, and others.
 MEDICATIONS = [
-    medication_request("1049621", start_days_ago=150, supply_days=150),               # oxycodone, by code
+    medication_request("1049621", start_days_ago=150, supply_days=150),               # oxycodone 5 mg, by code
     medication_request(None, start_days_ago=100, supply_days=100, text="tramadol 50 mg tablet"),
     medication_request(None, start_days_ago=60, supply_days=60, text="ibuprofen 600 mg tablet"),
     medication_request(None, start_days_ago=60, supply_days=60, text="lisinopril 10 mg tablet"),
     medication_request("197361", start_days_ago=200, supply_days=180),                # amlodipine
-    {**medication_request("1049621"), "resourceType": "MedicationStatement", "status": "active",
-     "effectivePeriod": {"start": "2026-05-01"}},
+    {"resourceType": "MedicationStatement", "id": "ms-1", "status": "active", "subject": {"reference": "Patient/pat-1"},
+     "medicationCodeableConcept": code("rxnorm", "1049621"), "effectivePeriod": {"start": "2025-01-15"}},
 ]
+
+
+def test_the_medications_are_valid_r4():
+    for drug in MEDICATIONS:
+        validate(drug)
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
