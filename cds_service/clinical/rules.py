@@ -6,7 +6,7 @@ from suggestions.json; a study of a modality already on file for the region (F16
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -297,7 +297,7 @@ def miss_risks(facts: Facts, region: str | None) -> tuple[list[Risk], list[str],
     risks: list[Risk] = []
     notes: list[str] = []
     for check in (_diabetes_risk, _obesity_risk, _smoking_risk):
-        risk, note = check(facts, current)
+        risk, note = check(facts)
         risks += [risk] if risk else []
         notes += [note] if note else []
     keys = [name for name, _ in risks]  # the suggestion catalogue is keyed by these risk names
@@ -316,7 +316,7 @@ def miss_risks(facts: Facts, region: str | None) -> tuple[list[Risk], list[str],
     return risks, notes, [("obesity" if k.startswith("obesity") else k) for k in keys]
 
 
-def _diabetes_risk(facts: Facts, current: Mapping[str, tuple]) -> tuple[Risk | None, str | None]:
+def _diabetes_risk(facts: Facts) -> tuple[Risk | None, str | None]:
     """A recent HbA1c decides (> 8.0 %; 7.0-8.0 % is a note); without one, an uncontrolled-diabetes code."""
     t = facts.thresholds
     a1c = _latest(((e, ev, m) for e, ev, m in facts.observations_by_vs.get("VS-LAB-A1C", ()) if e.value is not None),
@@ -331,14 +331,14 @@ def _diabetes_risk(facts: Facts, current: Mapping[str, tuple]) -> tuple[Risk | N
         if percent >= t.hba1c_suboptimal_percent:
             return None, f"HbA1c {percent:.1f} % is suboptimal (not above {t.hba1c_uncontrolled_percent:.1f} %)"
         return None, None
-    vs11 = current.get("VS-11", ())
+    vs11 = facts.current_by_vs.get("VS-11", ())
     diabetes = any(m.has("subset", "diabetes") for _, _, m in vs11)
     uncontrolled = tuple(ev for _, ev, m in vs11 if m.has("subset", "uncontrolled")
                          and (diabetes or not m.has("role", "requires-diabetes")))
     return (("uncontrolled-diabetes", uncontrolled) if uncontrolled else None), None
 
 
-def _obesity_risk(facts: Facts, current: Mapping[str, tuple]) -> tuple[Risk | None, str | None]:
+def _obesity_risk(facts: Facts) -> tuple[Risk | None, str | None]:
     """A recent BMI decides (>= 35 class 2, >= 40 class 3; 30-34.9 is a note); without one, a class >= 2 code."""
     t = facts.thresholds
     bmi = _latest(((e, ev, m) for e, ev, m in facts.observations_by_vs.get("VS-12", ())
@@ -352,11 +352,11 @@ def _obesity_risk(facts: Facts, current: Mapping[str, tuple]) -> tuple[Risk | No
         if entry.value >= t.bmi_obese:
             return None, f"BMI {entry.value:.1f} kg/m2 (obesity class 1; not a listed risk)"
         return None, None
-    severe = tuple(ev for _, ev, m in current.get("VS-12", ()) if m.has("subset", "class2plus"))
+    severe = tuple(ev for _, ev, m in facts.current_by_vs.get("VS-12", ()) if m.has("subset", "class2plus"))
     return (("obesity-class-2", severe) if severe else None), None
 
 
-def _smoking_risk(facts: Facts, current: Mapping[str, tuple]) -> tuple[Risk | None, str | None]:
+def _smoking_risk(facts: Facts) -> tuple[Risk | None, str | None]:
     """The most recent smoking-status answer decides; without one, a current tobacco code (not in remission)."""
     status = _latest(((e, ev, m) for e, ev, m in facts.observations_by_vs.get("VS-13", ())
                       if m.has("subset", "status-observation") and _smoking_answer(e) is not None),
@@ -367,7 +367,7 @@ def _smoking_risk(facts: Facts, current: Mapping[str, tuple]) -> tuple[Risk | No
         if subset == "answer-current":
             return ("current-smoker", (replace(ev, what="smoking status", value=display),)), None
         return None, None
-    smoking = tuple(ev for _, ev, m in current.get("VS-13", ()) if m.has("subset", "condition-current"))
+    smoking = tuple(ev for _, ev, m in facts.current_by_vs.get("VS-13", ()) if m.has("subset", "condition-current"))
     return (("current-smoker", smoking) if smoking else None), None
 
 
