@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from flask.json.provider import JSONProvider
 
-_EMPTY = (None, "", [], {})
+_EMPTY: tuple[Any, ...] = (None, "", [], {})
 
 
 def compact(value: Any) -> Any:

@@ -432,13 +432,14 @@ def _scs_present(record: PatientRecord, current: Mapping[str, tuple]) -> tuple[E
     return tuple(found)
 
 
-def opioid_match(concept: Any) -> tuple[Mapping[str, Any] | None, Member] | None:
+_Hit = tuple[Mapping[str, Any] | None, Member | None]
+_OpioidHit = tuple[Mapping[str, Any] | None, Member]  # an opioid is always matched to a member
+
+
+def opioid_match(concept: Any) -> _OpioidHit | None:
     """An opioid medication concept: by code (VS-19 products or ingredients), else by an ingredient named in its text
     (then the coding is None). Used for medication records (F7, F8) and for draft orders (O4)."""
     return _drug_class(_concept_key(concept))[0]
-
-
-_Hit = tuple[Mapping[str, Any] | None, Member | None]
 
 
 def _text(value: Any) -> str | None:
@@ -463,7 +464,7 @@ def _concept_key(concept: Any) -> tuple | None:
 
 
 @lru_cache(maxsize=50_000)
-def _drug_class(key: tuple | None) -> tuple[_Hit | None, _Hit | None]:
+def _drug_class(key: tuple | None) -> tuple[_OpioidHit | None, _Hit | None]:
     """(opioid hit, non-opioid analgesic hit) for a medication concept, each as (coding or None when matched by an
     ingredient named in the text, member). Depends on the concept only, so it is remembered per distinct concept:
     charts repeat the same drugs, and most of a medication list is neither kind."""

@@ -16,7 +16,7 @@ from cds_service.clinical.facts import Facts, opioid_match, regions_in_words
 from cds_service.clinical.model import REGIONS, SYSTEM_LABELS, Evidence, Finding, Suggestion
 from cds_service.clinical.rules import miss_risk, red_flags, suggestions_for, symptomatic_region
 from cds_service.fhir.dates import days_between
-from cds_service.fhir.record import codeable_text
+from cds_service.fhir.record import codeable_text, items_of
 from cds_service.terminology.valuesets import canonical_system, value_set
 
 ORDER_CARD_ORDER = ("red-flag", "imaging-protocol", "imaging-not-indicated", "imaging-duplicate", "opioid-order",
@@ -96,7 +96,7 @@ def _is_spine_referral(resource: Mapping[str, Any]) -> bool:
     """A referral (VS-REFERRAL 'referral', in code or category) to a spine surgeon (its 'spine-surgeon' specialties,
     or a performer named as spine or neurosurgery)."""
     referrals = value_set("VS-REFERRAL")
-    categories = resource.get("category") if isinstance(resource.get("category"), list) else []
+    categories = items_of(resource.get("category"))
     is_referral = any(hit is not None and hit[1].has("subset", "referral")
                       for hit in (referrals.match(c) for c in [resource.get("code"), *categories]))
     if not is_referral:

@@ -30,7 +30,8 @@ def suggestions_for(card_type: str, region: str | None, facts: Facts,
     table = suggestion_catalogue().get(entry or card_type, {})
     rows = table.get(region or "", table.get("any", []))
     region_facts = facts.regions.get(region) if region else None
-    kept, omitted = [], []
+    kept: list[Suggestion] = []
+    omitted: list[Evidence] = []
     for row in rows:
         if "study" in row:
             modality = _STUDY_MODALITY.get(row["study"])

@@ -48,6 +48,18 @@ def _code_field(resource: Resource, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _text_field(resource: Resource, name: str) -> str:
+    """A FHIR string element, or "" when it is missing or not a string."""
+    value = resource.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _element(resource: Resource, name: str) -> dict[str, Any]:
+    """A FHIR complex element (a Period, say) when it is an object; anything else reads as an empty one."""
+    value = resource.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def _status(resource: Resource) -> str | None:
     return _code_field(resource, "status")
 
@@ -226,18 +238,18 @@ def build_record(resources: Iterable[Resource], now: datetime, unavailable: Iter
     supply = timedelta(days=default_supply_days)
     return PatientRecord(
         birth_date=birth,
-        conditions=tuple(e for r, res, m in by_type.get("Condition", []) if (e := _condition(r, res, m, birth, now))),
-        procedures=tuple(e for r, res, m in by_type.get("Procedure", []) if (e := _procedure(r, res, m, birth))),
+        conditions=tuple(c for r, res, m in by_type.get("Condition", []) if (c := _condition(r, res, m, birth, now))),
+        procedures=tuple(p for r, res, m in by_type.get("Procedure", []) if (p := _procedure(r, res, m, birth))),
         observations=tuple(o for r, res, m in by_type.get("Observation", []) for o in _observations(r, res, m)),
         medications=tuple(
-            [e for r, res, _ in by_type.get("MedicationRequest", []) if (e := _medication_request(r, res, supply))]
-            + [e for r, res, _ in by_type.get("MedicationStatement", []) if (e := _medication_statement(r, res, now))]
+            [q for r, res, _ in by_type.get("MedicationRequest", []) if (q := _medication_request(r, res, supply))]
+            + [st for r, res, _ in by_type.get("MedicationStatement", []) if (st := _medication_statement(r, res, now))]
         ),
-        service_requests=tuple(e for r, res, m in by_type.get("ServiceRequest", [])
-                               if (e := _service_request(r, res, m))),
+        service_requests=tuple(o for r, res, m in by_type.get("ServiceRequest", [])
+                               if (o := _service_request(r, res, m))),
         imaging=tuple(
-            [e for r, res, m in by_type.get("DiagnosticReport", []) if (e := _report(r, res, m))]
-            + [e for r, res, _ in by_type.get("ImagingStudy", []) if (e := _imaging_study(r, res))]
+            [d for r, res, m in by_type.get("DiagnosticReport", []) if (d := _report(r, res, m))]
+            + [i for r, res, _ in by_type.get("ImagingStudy", []) if (i := _imaging_study(r, res))]
         ),
         unavailable=frozenset(unavailable),
     )
@@ -247,7 +259,7 @@ def _condition(reference: str, resource: Resource, matches: Matches, birth: date
                now: datetime) -> ConditionEntry | None:
     if _status_code(resource.get("verificationStatus")) in CONDITION_INVALID_VERIFICATION:
         return None
-    period = resource.get("onsetPeriod") if isinstance(resource.get("onsetPeriod"), dict) else {}
+    period = _element(resource, "onsetPeriod")
     onset = (first_datetime(resource.get("onsetDateTime"), period.get("start"))
              or add_age(birth, resource.get("onsetAge")))
     recorded = parse_datetime(resource.get("recordedDate"))
@@ -258,7 +270,7 @@ def _condition(reference: str, resource: Resource, matches: Matches, birth: date
 
 
 def _abatement(resource: Resource, birth: date | None) -> datetime | None:
-    period = resource.get("abatementPeriod") if isinstance(resource.get("abatementPeriod"), dict) else {}
+    period = _element(resource, "abatementPeriod")
     return (first_datetime(resource.get("abatementDateTime"), period.get("end"), period.get("start"))
             or add_age(birth, resource.get("abatementAge")))
 
@@ -266,7 +278,7 @@ def _abatement(resource: Resource, birth: date | None) -> datetime | None:
 def _procedure(reference: str, resource: Resource, matches: Matches, birth: date | None) -> ProcedureEntry | None:
     if _status(resource) != "completed":
         return None
-    period = resource.get("performedPeriod") if isinstance(resource.get("performedPeriod"), dict) else {}
+    period = _element(resource, "performedPeriod")
     performed = (first_datetime(resource.get("performedDateTime"), period.get("end"), period.get("start"))
                  or add_age(birth, resource.get("performedAge")))
     return ProcedureEntry(reference, resource.get("code"), performed, body_site_text(resource), resource, matches)
@@ -381,7 +393,7 @@ def _words(resource: Resource) -> str:
 def _service_request(reference: str, resource: Resource, matches: Matches) -> OrderOrStudy | None:
     if _status(resource) not in SERVICE_REQUEST_VALID:
         return None
-    period = resource.get("occurrencePeriod") if isinstance(resource.get("occurrencePeriod"), dict) else {}
+    period = _element(resource, "occurrencePeriod")
     when = first_datetime(resource.get("occurrenceDateTime"), period.get("start"), resource.get("authoredOn"))
     return OrderOrStudy(reference, resource.get("code"), when, _words(resource), resource, matches)
 
@@ -389,10 +401,10 @@ def _service_request(reference: str, resource: Resource, matches: Matches) -> Or
 def _report(reference: str, resource: Resource, matches: Matches) -> OrderOrStudy | None:
     if _status(resource) not in REPORT_VALID:
         return None
-    period = resource.get("effectivePeriod") if isinstance(resource.get("effectivePeriod"), dict) else {}
+    period = _element(resource, "effectivePeriod")
     when = first_datetime(resource.get("effectiveDateTime"), period.get("end"), period.get("start"),
                           resource.get("issued"))
-    words = f"{_words(resource)} {resource.get('conclusion') if isinstance(resource.get('conclusion'), str) else ''}"
+    words = f"{_words(resource)} {_text_field(resource, 'conclusion')}"
     return OrderOrStudy(reference, resource.get("code"), when, words.strip(), resource, matches)
 
 
@@ -403,7 +415,7 @@ def _imaging_study(reference: str, resource: Resource) -> OrderOrStudy | None:
     merged = {"coding": [c for p in items_of(resource.get("procedureCode")) if isinstance(p, dict)
                          for c in items_of(p.get("coding"))]}
     words = " ".join([codeable_text(p) for p in items_of(resource.get("procedureCode")) if isinstance(p, dict)]
-                     + [resource.get("description") if isinstance(resource.get("description"), str) else ""]
+                     + [_text_field(resource, "description")]
                      + [_coding_display(s.get("bodySite")) for s in items_of(resource.get("series"))
                         if isinstance(s, dict)])
     return OrderOrStudy(reference, merged, parse_datetime(resource.get("started")), words.strip(), resource,

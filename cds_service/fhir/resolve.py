@@ -57,7 +57,7 @@ def resolve_prefetch(request: HookRequest, templates: Mapping[str, str], client:
         if present and value is None:
             data[key] = None  # P3: "no data" — empty, never refetched
             continue
-        if present and not client_failed(value):
+        if value is not None and not client_failed(value):
             more = next_link(value, request.fhir_server or "") if value.get("resourceType") == "Bundle" else None
             if more is None:
                 data[key] = value
@@ -93,7 +93,8 @@ def resolve_prefetch(request: HookRequest, templates: Mapping[str, str], client:
             fetch_failure(result.error)
         elif key in first_pages:
             merged = dict(first_pages[key])
-            merged["entry"] = [*items_of(first_pages[key].get("entry")), *items_of(result.resource.get("entry"))]
+            rest = result.resource if isinstance(result.resource, dict) else {}
+            merged["entry"] = [*items_of(first_pages[key].get("entry")), *items_of(rest.get("entry"))]
             merged.pop("link", None)
             data[key] = merged
         else:

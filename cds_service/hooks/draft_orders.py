@@ -35,7 +35,7 @@ class DraftOrder:
 
     reference: str
     resource_type: str
-    resource: Mapping[str, Any]
+    resource: dict[str, Any]
     deviations: tuple[str, ...] = ()
 
     @property

@@ -88,7 +88,8 @@ _SHAPED = {"code": WireConcept, "clinicalStatus": WireConcept, "verificationStat
            "medicationCodeableConcept": WireConcept, "valueCodeableConcept": WireConcept,
            "dosageInstruction": list[WireDosage], "dispenseRequest": WireDispense, "valueQuantity": WireQuantity}
 
-WireResource = TypedDict("WireResource", {**{name: _SHAPED.get(name, Any) for name in RESOURCE_FIELDS},
+# Built from RESOURCE_FIELDS, which mypy cannot read (this module is not compiled; msgspec reads it at run time).
+WireResource = TypedDict("WireResource", {**{name: _SHAPED.get(name, Any) for name in RESOURCE_FIELDS},  # type: ignore[misc]
                                           "entry": list[WireEntry]}, total=False)
 WireResource.__doc__ = "A prefetched resource or Bundle, with only the elements the service reads."
 
