@@ -10,12 +10,18 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+# setup.py compiles these modules with mypyc; editing one of them rebuilds the install (about a minute), and the
+# service refuses to start on an extension older than its source (cds_service/compiled.py).
+COMPILED := $(shell grep -o '"cds_service/[a-z_/]*\.py"' setup.py | tr -d '"')
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py constraints.txt $(COMPILED)
 	$(PIP_INSTALL) -e .
 	touch $@
 
+# The test extras alone: `pip install -e '.[test]'` would build the compiled modules a second time.
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP_INSTALL) -e '.[test]'
+	$(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["test"]))' > $(VENV)/test-requirements.txt
+	$(PIP_INSTALL) -r $(VENV)/test-requirements.txt
 	touch $@
 
 install: $(VENV)/.installed
@@ -50,4 +56,5 @@ lock: $(BIN)/python
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache build cds_service/compiled-sources.json
+	find . -path ./.git -prune -o -name '*.so' -print -exec rm -f {} +

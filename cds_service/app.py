@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from cds_service.clinical.engine import prepare as prepare_clinical_core
 from cds_service.clinical.knowledge import Thresholds, load_thresholds
+from cds_service.compiled import check_compiled_sources
 from cds_service.config import SETTINGS, ConfigError, Settings, load_settings
 from cds_service.fhir.client import FetchPolicy, FhirClient
 from cds_service.http import analytics, discovery, feedback, health, invocation, openapi
@@ -45,6 +46,7 @@ log = logging.getLogger("cds_service.app")
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app. `config` overrides settings by name (e.g. `{"PROFILE": "local"}`) and may also carry
     Flask's own keys (e.g. `TESTING`); everything else comes from `CDS_*` environment variables."""
+    check_compiled_sources()  # never run a compiled module that differs from its source
     config = dict(config or {})
     settings = load_settings(overrides={k: v for k, v in config.items() if k in _SETTING_NAMES})
     flask_config = {k: v for k, v in config.items() if k not in _SETTING_NAMES}

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from cds_service.compiled import StaleBuild, check_compiled_sources
 from cds_service.config import ConfigError, load_settings
 from cds_service.logs import configure_logging
 
@@ -24,7 +25,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the CDS Hooks endpoints with gunicorn (the production server, also used by `make run`)."""
     try:
         settings = load_settings()
-    except ConfigError as exc:
+        check_compiled_sources()  # create_app checks too; here the refusal is a message, not a worker's traceback
+    except (ConfigError, StaleBuild) as exc:
         raise click.ClickException(str(exc)) from None
     _prepare_multiprocess_metrics()
     from cds_service.server import GunicornServer  # noqa: PLC0415 (imports the app: after the metrics folder is set)

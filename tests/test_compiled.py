@@ -1,0 +1,81 @@
+"""The request path's compiled modules (setup.py, mypyc): built in this install, from the sources beside them, and
+refused when a source has changed since the build (cds_service.compiled)."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cds_service import compiled
+from cds_service.app import create_app
+from cds_service.cli import main
+from cds_service.compiled import StaleBuild, check_compiled_sources, compiled_modules, recorded_sources, stale_modules
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _setup_compiled() -> set[str]:
+    """The module names setup.py compiles (its COMPILED tuple, read without running setup.py)."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    [paths] = [node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+               and any(isinstance(t, ast.Name) and t.id == "COMPILED" for t in node.targets)]
+    return {ast.literal_eval(p).removesuffix(".py").replace("/", ".") for p in paths.elts}
+
+
+def test_every_module_setup_compiles_is_compiled_here_from_its_current_source():
+    expected = _setup_compiled()
+    assert {"cds_service.fhir.record", "cds_service.clinical.facts", "cds_service.clinical.rules"} <= expected
+    record = recorded_sources()
+    assert set(record) == expected
+    assert set(compiled_modules(record)) == expected  # imported from extensions, not from the .py files
+    assert stale_modules(record) == []
+
+
+def _fake_extension(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> dict[str, str]:
+    """A module `pkg.mod` seen as compiled (its extension beside `mod.py`), recorded with `source`'s digest."""
+    (tmp_path / "mod.py").write_text(source)
+    extension = tmp_path / "mod.cpython-311-x86_64-linux-gnu.so"
+    monkeypatch.setattr(compiled, "compiled_modules", lambda record: {"pkg.mod": extension})
+    return {"pkg.mod": hashlib.sha256(source.encode()).hexdigest()}
+
+
+def test_a_module_is_stale_when_its_source_changed_or_went_after_the_build(tmp_path, monkeypatch):
+    record = _fake_extension(tmp_path, monkeypatch, "RULE = 1\n")
+    assert stale_modules(record) == []
+    (tmp_path / "mod.py").write_text("RULE = 2\n")
+    assert stale_modules(record) == ["pkg.mod"]
+    (tmp_path / "mod.py").unlink()
+    assert stale_modules(record) == ["pkg.mod"]
+
+
+def test_without_a_record_nothing_is_checked(tmp_path):
+    assert recorded_sources(tmp_path / "missing.json") == {}
+    check_compiled_sources(tmp_path / "missing.json")
+
+
+def _stale_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The install's record, with the digest of one compiled module's source changed."""
+    record = recorded_sources()
+    record["cds_service.fhir.record"] = "0" * 64
+    path = tmp_path / "compiled-sources.json"
+    path.write_text(json.dumps(record))
+    monkeypatch.setattr(compiled, "SOURCES_RECORD", path)
+
+
+def test_the_app_refuses_to_start_on_a_stale_build(tmp_path, monkeypatch):
+    _stale_record(tmp_path, monkeypatch)
+    with pytest.raises(StaleBuild, match=r"cds_service\.fhir\.record.*make install"):
+        create_app({"INSTANCE_PATH": str(tmp_path / "instance")})
+
+
+def test_serve_refuses_to_start_on_a_stale_build_with_a_message(tmp_path, monkeypatch):
+    _stale_record(tmp_path, monkeypatch)
+    result = CliRunner().invoke(main, ["serve", "--port", "1"])
+    assert result.exit_code == 1
+    assert "compiled from an older version of their source: cds_service.fhir.record" in result.output
+    assert "Traceback" not in result.output
