@@ -17,7 +17,8 @@ SYSTEM_LABELS = MappingProxyType({
 })
 
 
-@dataclass(slots=True, unsafe_hash=True)  # not frozen: one is built per matched resource per request (see record.py)
+# Not frozen, and its __init__ written out: one is built per matched resource per request (see record.py's entries).
+@dataclass(slots=True, unsafe_hash=True)
 class Evidence:
     """One resource that made a fact true: what it is, its code, its date and (for results) its value."""
 
@@ -28,6 +29,16 @@ class Evidence:
     display: str | None = None
     date: datetime | None = None
     value: str | None = None        # e.g. "8.4 %", "BMI 36.2 kg/m2", "7/10"
+
+    def __init__(self, reference: str, what: str, system: str | None = None, code: str | None = None,  # noqa: PLR0917 (the fields, in order)
+                 display: str | None = None, date: datetime | None = None, value: str | None = None) -> None:
+        self.reference = reference
+        self.what = what
+        self.system = system
+        self.code = code
+        self.display = display
+        self.date = date
+        self.value = value
 
     @property
     def system_label(self) -> str | None:
