@@ -19,12 +19,18 @@ from cds_service.fhir.record import PatientRecord
 from cds_service.terminology.valuesets import prepare_lookup
 
 
-@dataclass(frozen=True)
+# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
+# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+@dataclass
 class Evaluation:
     """The findings, in card order, and the facts they were derived from (a trace for review)."""
 
     findings: tuple[Finding, ...]
     facts: Facts
+
+    def __init__(self, findings: tuple[Finding, ...], facts: Facts) -> None:
+        self.findings = findings
+        self.facts = facts
 
     @property
     def card_types(self) -> tuple[str, ...]:

@@ -75,7 +75,9 @@ class OpioidTherapy:
     opioid_use_disorder_treatment: bool
 
 
-@dataclass(frozen=True)
+# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
+# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+@dataclass
 class RegionFacts:
     """The facts that depend on a spine region (F1-F6, F10, F16, F17 for that region)."""
 
@@ -91,6 +93,24 @@ class RegionFacts:
     recent_imaging: Mapping[str, tuple[Evidence, ...]]
     post_op_imaging: tuple[Evidence, ...]
 
+    def __init__(self, region: str, surgeries: tuple[Surgery, ...], last_surgery: Surgery | None,  # noqa: PLR0917 (the fields, in order)
+                 post_op_days: int | None, surgeries_count: int, symptoms: tuple[Evidence, ...],
+                 symptom_onset: datetime | None, structural: tuple[Evidence, ...],
+                 new_neuro_findings: tuple[Evidence, ...],
+                 recent_imaging: Mapping[str, tuple[Evidence, ...]],
+                 post_op_imaging: tuple[Evidence, ...]) -> None:
+        self.region = region
+        self.surgeries = surgeries
+        self.last_surgery = last_surgery
+        self.post_op_days = post_op_days
+        self.surgeries_count = surgeries_count
+        self.symptoms = symptoms
+        self.symptom_onset = symptom_onset
+        self.structural = structural
+        self.new_neuro_findings = new_neuro_findings
+        self.recent_imaging = recent_imaging
+        self.post_op_imaging = post_op_imaging
+
     @property
     def prior_surgery(self) -> bool:
         return bool(self.surgeries)
@@ -101,7 +121,9 @@ class RegionFacts:
         return self.prior_surgery and bool(self.symptoms)
 
 
-@dataclass(frozen=True)
+# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
+# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+@dataclass
 class Facts:
     """Everything the rules read, each with its evidence."""
 
@@ -125,6 +147,38 @@ class Facts:
     """conditions_by_vs, current ones only (clinicalStatus active/recurrence/relapse, not abated)."""
     observations_by_vs: Mapping[str, tuple[tuple[ObservationEntry, Evidence, Member], ...]] = field(repr=False)
     unavailable: frozenset[str] = frozenset()
+
+    def __init__(self, now: datetime, thresholds: Thresholds, regions: Mapping[str, RegionFacts],  # noqa: PLR0917 (the fields, in order)
+                 last_surgery: Surgery | None, post_op_days: int | None,
+                 fbss_diagnoses: tuple[Evidence, ...], neuro_deficit: tuple[Evidence, ...],
+                 red_flag_conditions: Mapping[str, tuple[tuple[ConditionEntry, Evidence], ...]],
+                 deformity: tuple[Evidence, ...], alt_generators: tuple[Evidence, ...],
+                 scs_present: tuple[Evidence, ...], long_term_opioid: OpioidTherapy | None,
+                 pain_scores: tuple[tuple[float, Evidence], ...], care_events: tuple[Evidence, ...],
+                 analgesic_exposure: tuple[tuple[datetime, datetime, Evidence], ...],
+                 conditions_by_vs: Mapping[str, tuple[tuple[ConditionEntry, Evidence, Member], ...]],
+                 current_by_vs: Mapping[str, tuple[tuple[ConditionEntry, Evidence, Member], ...]],
+                 observations_by_vs: Mapping[str, tuple[tuple[ObservationEntry, Evidence, Member], ...]],
+                 unavailable: frozenset[str] = frozenset()) -> None:
+        self.now = now
+        self.thresholds = thresholds
+        self.regions = regions
+        self.last_surgery = last_surgery
+        self.post_op_days = post_op_days
+        self.fbss_diagnoses = fbss_diagnoses
+        self.neuro_deficit = neuro_deficit
+        self.red_flag_conditions = red_flag_conditions
+        self.deformity = deformity
+        self.alt_generators = alt_generators
+        self.scs_present = scs_present
+        self.long_term_opioid = long_term_opioid
+        self.pain_scores = pain_scores
+        self.care_events = care_events
+        self.analgesic_exposure = analgesic_exposure
+        self.conditions_by_vs = conditions_by_vs
+        self.current_by_vs = current_by_vs
+        self.observations_by_vs = observations_by_vs
+        self.unavailable = unavailable
 
     @property
     def prior_surgery(self) -> bool:
@@ -294,7 +348,9 @@ def _onset_after(entry: ConditionEntry, surgery: Surgery | None) -> bool:
     return surgery is not None and surgery.date is not None and entry.onset is not None and entry.onset > surgery.date
 
 
-@dataclass(frozen=True)
+# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
+# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+@dataclass
 class _Shared:
     """What every region's facts are derived from (built once per evaluation)."""
 
@@ -305,6 +361,18 @@ class _Shared:
     imaging: tuple[tuple[OrderOrStudy, Evidence, str, frozenset[str], str], ...]
     now: datetime
     thresholds: Thresholds
+
+    def __init__(self, current: Mapping[str, tuple], conditions: Mapping[str, tuple],  # noqa: PLR0917 (the fields, in order)
+                 pain_scores: tuple[tuple[float, Evidence], ...], overall_last: Surgery | None,
+                 imaging: tuple[tuple[OrderOrStudy, Evidence, str, frozenset[str], str], ...],
+                 now: datetime, thresholds: Thresholds) -> None:
+        self.current = current
+        self.conditions = conditions
+        self.pain_scores = pain_scores
+        self.overall_last = overall_last
+        self.imaging = imaging
+        self.now = now
+        self.thresholds = thresholds
 
 
 def _last_surgery(surgeries: Iterable[Surgery]) -> Surgery | None:
@@ -533,13 +601,21 @@ def _ingredient_by_name(vs_id: str, text: str) -> Member | None:
     return next((member for pattern, member in patterns if pattern.search(text)), None)
 
 
-@dataclass(frozen=True, slots=True)
+# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
+# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+@dataclass(slots=True)
 class _Medication:
     """A medication record classified once: as an opioid (VS-19, with its member), else as a non-opioid analgesic."""
 
     entry: MedicationEntry
     opioid: tuple[Evidence, Member | None] | None
     analgesic: Evidence | None
+
+    def __init__(self, entry: MedicationEntry, opioid: tuple[Evidence, Member | None] | None,
+                 analgesic: Evidence | None) -> None:
+        self.entry = entry
+        self.opioid = opioid
+        self.analgesic = analgesic
 
 
 def _classify_medications(record: PatientRecord) -> tuple[_Medication, ...]:

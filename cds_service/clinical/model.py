@@ -71,7 +71,9 @@ class Suggestion:
     reasons: tuple[Any, ...] = ()
 
 
-@dataclass(frozen=True)
+# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
+# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+@dataclass
 class Finding:
     """A rule that fired: the card type to show, the evidence behind it and what it suggests.
 
@@ -86,3 +88,14 @@ class Finding:
     suggestions: tuple[Suggestion, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
     omitted: tuple[Evidence, ...] = ()
+
+    def __init__(self, card_type: str, rule: str, evidence: tuple[Evidence, ...],  # noqa: PLR0917 (the fields, in order)
+                 region: str | None = None, suggestions: tuple[Suggestion, ...] = (),
+                 details: Mapping[str, Any] | None = None, omitted: tuple[Evidence, ...] = ()) -> None:
+        self.card_type = card_type
+        self.rule = rule
+        self.evidence = evidence
+        self.region = region
+        self.suggestions = suggestions
+        self.details = details if details is not None else {}
+        self.omitted = omitted

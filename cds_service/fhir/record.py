@@ -199,7 +199,9 @@ class OrderOrStudy:
         self.matches = matches
 
 
-@dataclass(frozen=True)
+# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
+# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+@dataclass
 class PatientRecord:
     """The patient's valid resources that the rules can read, by type (a resource with no code of any of the
     service's value sets is left out; a medication, when the builder is told which drugs the rules read). `unavailable`
@@ -213,6 +215,20 @@ class PatientRecord:
     service_requests: tuple[OrderOrStudy, ...]
     imaging: tuple[OrderOrStudy, ...]
     unavailable: frozenset[str] = frozenset()
+
+    def __init__(self, birth_date: date | None, conditions: tuple[ConditionEntry, ...],  # noqa: PLR0917 (the fields, in order)
+                 procedures: tuple[ProcedureEntry, ...], observations: tuple[ObservationEntry, ...],
+                 medications: tuple[MedicationEntry, ...],
+                 service_requests: tuple[OrderOrStudy, ...], imaging: tuple[OrderOrStudy, ...],
+                 unavailable: frozenset[str] = frozenset()) -> None:
+        self.birth_date = birth_date
+        self.conditions = conditions
+        self.procedures = procedures
+        self.observations = observations
+        self.medications = medications
+        self.service_requests = service_requests
+        self.imaging = imaging
+        self.unavailable = unavailable
 
     @property
     def size(self) -> int:

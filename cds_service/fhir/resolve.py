@@ -19,13 +19,21 @@ from cds_service.hooks.request import HookRequest
 from cds_service.metrics import BACKFILL_DURATION, count_prefetch_keys, fetch_failure
 
 
-@dataclass(frozen=True)
+# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
+# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+@dataclass
 class Resolution:
     """Usable data per key (a resource, a Bundle, or None for "no data"), and why other keys are unavailable."""
 
     data: Mapping[str, Any]
     unavailable: Mapping[str, str] = field(default_factory=dict)
     fetched: tuple[str, ...] = ()
+
+    def __init__(self, data: Mapping[str, Any], unavailable: Mapping[str, str] | None = None,
+                 fetched: tuple[str, ...] = ()) -> None:
+        self.data = data
+        self.unavailable = unavailable if unavailable is not None else {}
+        self.fetched = fetched
 
 
 def client_failed(value: Any) -> bool:

@@ -40,7 +40,9 @@ class FhirAuthorization:
         return f"FhirAuthorization(token_type={self.token_type!r}, scope={self.scope!r}, access_token=<redacted>)"
 
 
-@dataclass(frozen=True)
+# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
+# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+@dataclass
 class HookRequest:
     """A checked hook call. `prefetch` maps each key the client sent to a resource dict or `None`."""
 
@@ -50,6 +52,16 @@ class HookRequest:
     prefetch: Mapping[str, dict[str, Any] | None]
     fhir_server: str | None = None
     fhir_authorization: FhirAuthorization | None = None
+
+    def __init__(self, hook: str, hook_instance: str, context: Mapping[str, Any],  # noqa: PLR0917 (the fields, in order)
+                 prefetch: Mapping[str, dict[str, Any] | None], fhir_server: str | None = None,
+                 fhir_authorization: FhirAuthorization | None = None) -> None:
+        self.hook = hook
+        self.hook_instance = hook_instance
+        self.context = context
+        self.prefetch = prefetch
+        self.fhir_server = fhir_server
+        self.fhir_authorization = fhir_authorization
 
     @property
     def patient_id(self) -> str:
