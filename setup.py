@@ -34,6 +34,11 @@ COMPILED = (
     "cds_service/clinical/engine.py",
     "cds_service/render/citation.py",
     "cds_service/render/suggestions.py",
+    "cds_service/render/cards.py",
+    "cds_service/ids.py",
+    "cds_service/services/patient_data.py",
+    "cds_service/services/patient_view.py",
+    "cds_service/services/order_select.py",
 )
 SOURCES_RECORD = Path("cds_service/compiled-sources.json")
 

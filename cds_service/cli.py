@@ -25,10 +25,15 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the CDS Hooks endpoints with gunicorn (the production server, also used by `make run`)."""
     try:
         settings = load_settings()
-        check_compiled_sources()  # create_app checks too; here the refusal is a message, not a worker's traceback
-    except (ConfigError, StaleBuild) as exc:
+    except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     _prepare_multiprocess_metrics()
+    try:
+        # create_app checks too; here a refusal is a message, not a traceback. After the metrics folder is set: the
+        # check imports the compiled modules' packages, and the metrics are created in multiprocess mode or not then.
+        check_compiled_sources()
+    except StaleBuild as exc:
+        raise click.ClickException(str(exc)) from None
     from cds_service.server import GunicornServer  # noqa: PLC0415 (imports the app: after the metrics folder is set)
 
     configure_logging(settings.log_level)

@@ -75,6 +75,8 @@ def test_the_app_refuses_to_start_on_a_stale_build(tmp_path, monkeypatch):
 
 def test_serve_refuses_to_start_on_a_stale_build_with_a_message(tmp_path, monkeypatch):
     _stale_record(tmp_path, monkeypatch)
+    # serve sets up the metrics folder before the check; set here, the variable is removed again after the test
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     result = CliRunner().invoke(main, ["serve", "--port", "1"])
     assert result.exit_code == 1
     assert "compiled from an older version of their source: cds_service.fhir.record" in result.output

@@ -20,7 +20,14 @@ from jinja2 import Template
 
 from cds_service.clinical.model import Evidence, Finding
 from cds_service.ids import time_ordered_uuid
-from cds_service.render.catalogue import CARD_TYPE_SYSTEM, CardTemplate, Catalogue, load_catalogue, short
+from cds_service.render.catalogue import (
+    CARD_TYPE_SYSTEM,
+    CardTemplate,
+    Catalogue,
+    FindingDetails,
+    load_catalogue,
+    short,
+)
 from cds_service.render.citation import cite, md
 from cds_service.render.suggestions import invalid_orders, reason_codes, render_suggestion
 
@@ -90,7 +97,7 @@ class CardRenderer:
         """What the card's template reads, and only that (`template.variables`): citing every list for every card
         cited most evidence two or three times over, for lists the template never shows."""
         uses = template.variables
-        details = _Details(finding.details)
+        details = FindingDetails(finding.details)
         extra = template.extra
         context: dict[str, Any] = {"region": finding.region or "spine", "d": details, "unavailable": unavailable,
                                    "t": extra}  # `t`: the template's own data (e.g. cause_labels)
@@ -127,10 +134,3 @@ def _surgery_from_diagnosis(evidence: Iterable[Evidence], now: datetime) -> str:
     """When the surgery is known only from a diagnosis (F1b), cite that diagnosis."""
     first = next(iter(evidence), None)
     return cite(first, now) if first is not None and first.system in _DIAGNOSES else "not recorded"
-
-
-class _Details(dict):
-    """Finding details for templates: missing keys read as None instead of failing the card."""
-
-    def __getattr__(self, name: str) -> Any:
-        return self.get(name)

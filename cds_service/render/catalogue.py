@@ -145,3 +145,12 @@ def load_catalogue() -> Catalogue:
         studies=MappingProxyType(compact(orders["studies"])),
         unavailable_labels=MappingProxyType(partials["unavailable_labels"]),
     )
+
+
+class FindingDetails(dict):
+    """A finding's details as card templates read them (`d.region`): a missing key reads as None instead of failing
+    the card. Here, not in cards.py: that module is compiled (setup.py), and a compiled class cannot define
+    `__getattr__`."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self.get(name)
