@@ -19,7 +19,8 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from bench.generate import ANCHOR, patient
 from bench.instructions import collected
-from bench.run import _worker_pids, _workers_cpu_seconds, parse_wrk
+from bench.run import _worker_pids, _workers_cpu_seconds, parse_wrk, report
+from cds_service.compiled import recorded_sources
 from cds_service.fhir.prefetch import PATIENT_RECORD
 from cds_service.fhir.record import resources_in
 from cds_service.fhir.search import prefetch_for
@@ -129,3 +130,11 @@ def test_worker_cpu_time_is_read_for_the_masters_children():
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_results_say_whether_the_request_path_was_compiled():
+    """A benchmark of the interpreted modules is not a benchmark of the service as built: the header says which."""
+    header = report([], [], [100.0], 20).splitlines()[2]
+    count = len(recorded_sources())
+    assert count >= 10
+    assert f"; {count} of the {count} modules setup.py compiles with mypyc are compiled." in header
