@@ -6,6 +6,10 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +85,56 @@ def test_serve_refuses_to_start_on_a_stale_build_with_a_message(tmp_path, monkey
     assert result.exit_code == 1
     assert "compiled from an older version of their source: cds_service.fhir.record" in result.output
     assert "Traceback" not in result.output
+
+
+# Every fixture through every hook, cards without their uuids, and whether the record builder ran compiled.
+_EVERY_FIXTURES_CARDS = """
+import sys
+import orjson
+import cds_service.fhir.record
+from cds_service.fixtures import load_fixtures, noon
+from cds_service.simulate import _app, call
+
+app = _app(sys.argv[1])
+at = noon("2026-11-22")
+answers = []
+for fixture in load_fixtures(sys.argv[2]):
+    for hook in ("patient-view", "order-select", "order-sign"):
+        try:
+            status, body = call(app, fixture, hook, at)
+        except LookupError:  # no draft orders for this hook
+            continue
+        for card in body.get("cards", []):
+            card.pop("uuid")
+            for suggestion in card.get("suggestions", []):
+                suggestion.pop("uuid")
+        answers.append([fixture.name, hook, status, body])
+sys.stdout.write(orjson.dumps({"compiled": cds_service.fhir.record.__file__.endswith(".so"),
+                               "answers": answers}).decode())
+"""
+
+
+def _every_fixtures_cards(tmp_path: Path, name: str, pythonpath: Path | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    result = subprocess.run(
+        [sys.executable, "-c", _EVERY_FIXTURES_CARDS, str(tmp_path / name), str(ROOT / "fhir_fixtures")],
+        cwd=pythonpath or ROOT, env=env, capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(result.stdout)
+
+
+def test_the_compiled_build_answers_every_fixture_as_its_sources_do_interpreted(tmp_path):
+    """The sources stay the reference: run from a copy of the package without the extensions, they must give the
+    same answers, card for card, as the compiled build (mypyc checks types at run time and has its own semantics in
+    corners; this is where a difference would show)."""
+    sources = tmp_path / "sources"
+    shutil.copytree(ROOT / "cds_service", sources / "cds_service",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__", "compiled-sources.json"))
+    shutil.copytree(ROOT / "cards", sources / "cds_service" / "card_templates",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    compiled = _every_fixtures_cards(tmp_path, "compiled", None)
+    interpreted = _every_fixtures_cards(tmp_path, "interpreted", sources)
+    assert compiled["compiled"] and not interpreted["compiled"]
+    assert len(compiled["answers"]) >= 70 and sum(len(a[3].get("cards", [])) for a in compiled["answers"]) > 40
+    assert interpreted["answers"] == compiled["answers"]
