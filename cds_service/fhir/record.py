@@ -42,16 +42,11 @@ def items_of(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _code_field(resource: Resource, name: str) -> str | None:
-    """A FHIR `code` element (status, intent) when it is a string; anything else (a list, an object) is absent."""
+def _string_field(resource: Resource, name: str) -> str | None:
+    """A FHIR `code` or `string` element (status, intent, conclusion) when it is a string; anything else (a list, an
+    object) is absent."""
     value = resource.get(name)
     return value if isinstance(value, str) else None
-
-
-def _text_field(resource: Resource, name: str) -> str:
-    """A FHIR string element, or "" when it is missing or not a string."""
-    value = resource.get(name)
-    return value if isinstance(value, str) else ""
 
 
 def _element(resource: Resource, name: str) -> dict[str, Any]:
@@ -61,7 +56,7 @@ def _element(resource: Resource, name: str) -> dict[str, Any]:
 
 
 def _status(resource: Resource) -> str | None:
-    return _code_field(resource, "status")
+    return _string_field(resource, "status")
 
 
 def codeable_text(codeable: Any) -> str:
@@ -88,10 +83,10 @@ def body_site_text(resource: Resource) -> str:
     return " ".join(codeable_text(site) for site in sites)
 
 
-# Entries are built for every resource of every request: plain slotted classes, not frozen ones (a frozen
-# dataclass's __init__ sets each field through object.__setattr__, three times the cost). Nothing mutates them.
-# Each writes its __init__ out: the one the dataclass decorator generates runs interpreted even in the compiled module
-# (setup.py), about 3,000 instructions per entry more than the compiled one.
+# Entries (and the other records built for every request, here and in the clinical core) are plain classes, not frozen
+# ones, and write their __init__ out. The one the dataclass decorator generates runs interpreted even in a compiled
+# module (setup.py): about 3,000 instructions per object more than a compiled one, and a frozen dataclass's sets each
+# field through object.__setattr__ besides. Nothing assigns to them after __init__.
 @dataclass(slots=True)
 class ConditionEntry:
     reference: str
@@ -199,8 +194,7 @@ class OrderOrStudy:
         self.matches = matches
 
 
-# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
-# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+# Built for every request: not frozen, __init__ written out (why: above ConditionEntry in fhir/record.py).
 @dataclass
 class PatientRecord:
     """The patient's valid resources that the rules can read, by type (a resource with no code of any of the
@@ -383,8 +377,9 @@ def _observation_value(reference: str, holder: Resource, effective: datetime | N
     quantity = holder.get("valueQuantity")
     if isinstance(quantity, dict) and _number(quantity.get("value")):
         value = float(quantity["value"])
-        unit = quantity.get("code") or quantity.get("unit")
-        unit = unit if isinstance(unit, str) else None
+        # Read into an untyped name first: compiled, `unit` (str | None) refuses anything else when assigned.
+        written = quantity.get("code") or quantity.get("unit")
+        unit = written if isinstance(written, str) else None
     elif isinstance(holder.get("valueInteger"), int) and not isinstance(holder.get("valueInteger"), bool):
         value = float(holder["valueInteger"])
     return ObservationEntry(reference, holder.get("code"), effective, value, unit, holder.get("valueCodeableConcept"),
@@ -421,7 +416,7 @@ def _medication_request(reference: str, resource: Resource, default_supply: time
             bounds = repeat["boundsPeriod"]
     start = first_datetime(resource.get("authoredOn"), bounds.get("start"))
     end = None
-    intent = _code_field(resource, "intent")
+    intent = _string_field(resource, "intent")
     if intent in NO_EXPOSURE_INTENTS:
         start = None  # a proposal or plan is a suggestion nobody acted on: no evidence a drug was taken
     if start is not None:
@@ -471,7 +466,7 @@ def _report(reference: str, resource: Resource, matches: Matches) -> OrderOrStud
     period = _element(resource, "effectivePeriod")
     when = first_datetime(resource.get("effectiveDateTime"), period.get("end"), period.get("start"),
                           resource.get("issued"))
-    words = f"{_words(resource)} {_text_field(resource, 'conclusion')}"
+    words = f"{_words(resource)} {_string_field(resource, 'conclusion') or ''}"
     return OrderOrStudy(reference, resource.get("code"), when, words.strip(), resource, matches)
 
 
@@ -482,7 +477,7 @@ def _imaging_study(reference: str, resource: Resource) -> OrderOrStudy | None:
     merged = {"coding": [c for p in items_of(resource.get("procedureCode")) if isinstance(p, dict)
                          for c in items_of(p.get("coding"))]}
     words = " ".join([codeable_text(p) for p in items_of(resource.get("procedureCode")) if isinstance(p, dict)]
-                     + [_text_field(resource, "description")]
+                     + [_string_field(resource, "description") or ""]
                      + [_coding_display(s.get("bodySite")) for s in items_of(resource.get("series"))
                         if isinstance(s, dict)])
     return OrderOrStudy(reference, merged, parse_datetime(resource.get("started")), words.strip(), resource,

@@ -102,6 +102,15 @@ def test_observation_with_data_absent_reason_is_ignored():
     assert record(obs).observations == ()
 
 
+def test_an_observation_unit_that_is_not_a_string_is_unknown():
+    """Invalid FHIR (not validated: `build_record`, as on the request path). The compiled record builder once raised
+    on it, refusing a `str | None` unit that was a list (found by the mutilation property test)."""
+    obs = observation("39156-5", 36.2, "kg/m2")
+    obs["valueQuantity"]["code"] = ["kg/m2"]
+    [entry] = build_record([patient(), obs], E).observations
+    assert (entry.value, entry.unit) == (36.2, None)
+
+
 def test_observation_date_fallbacks():
     obs = observation("4548-4", 9.0, "%")
     del obs["effectiveDateTime"]
