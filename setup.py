@@ -6,10 +6,11 @@ the mypy project's compiler, turns these modules, as written and type-checked, i
 the reference; the compiler refuses a module that does not type-check, and a compiled module checks its declared
 argument types at run time.
 
-Everything else (Flask, the HTTP layer, storage, card rendering through Jinja) stays interpreted: it is either
-library code or gains little. `SOURCES_RECORD` keeps the SHA-256 of each compiled source, so that the service can
-refuse to start on an extension built from a source that has changed since (cds_service/compiled.py): with an
-editable install the extension sits beside its source and Python loads the extension first.
+Everything else (Flask, the HTTP layer, storage, logging, the Jinja templates the cards are rendered from) stays
+interpreted: it is either library code or gains little. `SOURCES_RECORD` keeps the SHA-256 of each compiled source,
+so that the service can refuse to start on an extension built from a source that has changed since
+(cds_service/compiled.py): with an editable install the extension sits beside its source and Python loads the
+extension first.
 """
 
 from __future__ import annotations

@@ -19,8 +19,7 @@ from cds_service.fhir.record import PatientRecord
 from cds_service.terminology.valuesets import prepare_lookup
 
 
-# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
-# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+# Built for every request: not frozen, __init__ written out (why: above ConditionEntry in fhir/record.py).
 @dataclass
 class Evaluation:
     """The findings, in card order, and the facts they were derived from (a trace for review)."""

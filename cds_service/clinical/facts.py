@@ -75,8 +75,7 @@ class OpioidTherapy:
     opioid_use_disorder_treatment: bool
 
 
-# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
-# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+# Built for every request: not frozen, __init__ written out (why: above ConditionEntry in fhir/record.py).
 @dataclass
 class RegionFacts:
     """The facts that depend on a spine region (F1-F6, F10, F16, F17 for that region)."""
@@ -121,8 +120,7 @@ class RegionFacts:
         return self.prior_surgery and bool(self.symptoms)
 
 
-# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
-# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+# Built for every request: not frozen, __init__ written out (why: above ConditionEntry in fhir/record.py).
 @dataclass
 class Facts:
     """Everything the rules read, each with its evidence."""
@@ -348,8 +346,7 @@ def _onset_after(entry: ConditionEntry, surgery: Surgery | None) -> bool:
     return surgery is not None and surgery.date is not None and entry.onset is not None and entry.onset > surgery.date
 
 
-# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
-# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+# Built for every request: not frozen, __init__ written out (why: above ConditionEntry in fhir/record.py).
 @dataclass
 class _Shared:
     """What every region's facts are derived from (built once per evaluation)."""
@@ -601,8 +598,7 @@ def _ingredient_by_name(vs_id: str, text: str) -> Member | None:
     return next((member for pattern, member in patterns if pattern.search(text)), None)
 
 
-# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
-# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+# Built for every request: not frozen, __init__ written out (why: above ConditionEntry in fhir/record.py).
 @dataclass(slots=True)
 class _Medication:
     """A medication record classified once: as an opioid (VS-19, with its member), else as a non-opioid analgesic."""

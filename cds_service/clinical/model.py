@@ -71,8 +71,7 @@ class Suggestion:
     reasons: tuple[Any, ...] = ()
 
 
-# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
-# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+# Built for every request: not frozen, __init__ written out (why: above ConditionEntry in fhir/record.py).
 @dataclass
 class Finding:
     """A rule that fired: the card type to show, the evidence behind it and what it suggests.

@@ -19,8 +19,7 @@ from cds_service.hooks.request import HookRequest
 from cds_service.metrics import BACKFILL_DURATION, count_prefetch_keys, fetch_failure
 
 
-# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
-# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+# Built for every request: not frozen, __init__ written out (why: above ConditionEntry in fhir/record.py).
 @dataclass
 class Resolution:
     """Usable data per key (a resource, a Bundle, or None for "no data"), and why other keys are unavailable."""

@@ -40,8 +40,7 @@ class FhirAuthorization:
         return f"FhirAuthorization(token_type={self.token_type!r}, scope={self.scope!r}, access_token=<redacted>)"
 
 
-# Built for every request: not frozen, and its __init__ written out (a frozen dataclass's generated __init__ runs
-# interpreted even when compiled, setting each field through object.__setattr__). Nothing assigns to it afterwards.
+# Built for every request: not frozen, __init__ written out (why: above ConditionEntry in fhir/record.py).
 @dataclass
 class HookRequest:
     """A checked hook call. `prefetch` maps each key the client sent to a resource dict or `None`."""
