@@ -26,6 +26,9 @@ BACKFILL_DURATION = Histogram("cds_backfill_duration_seconds", "Time spent readi
 BACKFILL_FAILURES = Counter("cds_backfill_failures_total", "FHIR-server reads that failed, by reason category",
                             ["reason"])
 PRECONDITION_FAILED = Counter("cds_precondition_failed_total", "Hook calls answered 412 (required data missing)")
+FOREIGN_RESOURCES = Counter("cds_foreign_resources_total", "Resources not evaluated because they belong to another "
+                            "patient than the hook's context (Patient: a mismatched Patient, answered 412), by "
+                            "resource type", ["resource_type"])
 AUTH_FAILURES = Counter("cds_auth_failures_total", "Client JWTs refused, by reason category", ["reason"])
 
 _AUTH_CATEGORIES = (("Authorization", "missing"), ("Bearer", "missing"), ("malformed", "malformed"),
@@ -64,6 +67,17 @@ def request_duration(route: str, service: str, status: int) -> Histogram:
     """The duration histogram of one route, service and status. Remembered: `labels()` costs twice the observation,
     and the combinations are few (the app's routes, the declared services, the statuses it answers with)."""
     return REQUEST_DURATION.labels(route=route, service=service, status=str(status))
+
+
+# The resource types a hook call reads (prefetch templates and draft orders); any other type is counted as "other".
+_READ_TYPES = frozenset({"Patient", "Condition", "Procedure", "Observation", "MedicationRequest", "MedicationStatement",
+                         "ServiceRequest", "DiagnosticReport", "ImagingStudy"})
+
+
+def count_foreign(resource_types: list[str]) -> None:
+    """Resources dropped as another patient's, by type (an unread type is labelled "other")."""
+    for kind in resource_types:
+        FOREIGN_RESOURCES.labels(resource_type=kind if kind in _READ_TYPES else "other").inc()
 
 
 def auth_failure(reason: str) -> None:

@@ -23,6 +23,7 @@ from cds_service.fhir.resolve import client_failed
 from cds_service.fhir.search import prefetch_for
 from cds_service.fixtures import load_fixtures
 from cds_service.hooks.wire import RESOURCE_FIELDS, decode_hook_request, decode_slim
+from cds_service.services.patient_data import this_patients
 from tests.clinical.builders import E, code, day, patient
 from tests.clinical.test_properties import _JSON, BASES, UNRELATED, _mutilate
 from tests.support import assert_operation_outcome, hook_request
@@ -32,8 +33,9 @@ FIXTURES = load_fixtures()
 
 
 def _record(body: dict):
+    """The record as the patient-data stage builds it: the context patient's resources only."""
     resources = [r for key in PATIENT_RECORD for r in resources_in((body.get("prefetch") or {}).get(key))]
-    return build_record(resources, E)
+    return build_record(this_patients(resources, body["context"]["patientId"]), E)
 
 
 def _concept_read(value: Any) -> Any:
@@ -130,11 +132,18 @@ def _kitchen_sink() -> list[dict]:
         {"resourceType": "ImagingStudy", "id": "is-1", "status": "available", "started": day(90),
          "procedureCode": [code(cpt, "72148")], "description": "MRI lumbar spine",
          "series": [{"bodySite": {"display": "Lumbar spine"}}]},
+        # Another patient's resources, named by `subject` and by `patient`: left out of the record.
+        {"resourceType": "Condition", "id": "c-other", "code": code("icd10", "G83.4"), "onsetDateTime": day(2),
+         "subject": {"reference": "Patient/someone-else"}},
+        {"resourceType": "Procedure", "id": "p-other", "status": "completed", "code": code(cpt, "22612"),
+         "performedDateTime": day(90), "patient": {"reference": "https://ehr.example/fhir/Patient/someone-else"}},
     ]
 
 
 def _without(resources: list[dict], name: str) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != name} for r in resources]
+    """The resources without an element (a Patient keeps its id: without one the call is a 412, test_identity)."""
+    return [{k: v for k, v in r.items() if k != name or (k == "id" and r["resourceType"] == "Patient")}
+            for r in resources]
 
 
 def test_the_kitchen_sink_gives_the_same_record():

@@ -14,8 +14,9 @@ is parsed again with `orjson.loads` in full, the general path, which gives exact
 the service has for any body.
 
 `RESOURCE_FIELDS` must name every element of a prefetched resource that any reader uses: the PatientRecord builder,
-prefetch resolution (Bundle `entry` and `link`, OperationOutcome `issue`). tests/test_wire.py proves that records
-built from the slim decode equal records built from the full parse, for every fixture and for generated garbage.
+prefetch resolution (Bundle `entry` and `link`, OperationOutcome `issue`), the patient check (`subject`, `patient`).
+tests/test_wire.py proves that records built from the slim decode equal records built from the full parse, for every
+fixture and for generated garbage.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ RESOURCE_FIELDS = (
     "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued", "dataAbsentReason", "valueQuantity",
     "valueInteger", "valueCodeableConcept", "medicationCodeableConcept", "medicationReference", "contained",
     "dosageInstruction", "authoredOn", "dispenseRequest", "occurrenceDateTime", "occurrencePeriod", "conclusion",
-    "description", "series", "started", "birthDate", "link", "issue",
+    "description", "series", "started", "birthDate", "link", "issue", "subject", "patient",
 )
 
 
@@ -76,6 +77,12 @@ class WireQuantity(TypedDict, total=False):
     code: Any
 
 
+class WireReference(TypedDict, total=False):
+    """Reference (subject, patient): only the literal reference is read (whose data it is: fhir/identity.py)."""
+
+    reference: Any
+
+
 class WireEntry(TypedDict, total=False):
     """Bundle.entry: only the resource is read."""
 
@@ -86,7 +93,8 @@ class WireEntry(TypedDict, total=False):
 # another shape (invalid FHIR) sends the whole body to the full parse.
 _SHAPED = {"code": WireConcept, "clinicalStatus": WireConcept, "verificationStatus": WireConcept,
            "medicationCodeableConcept": WireConcept, "valueCodeableConcept": WireConcept,
-           "dosageInstruction": list[WireDosage], "dispenseRequest": WireDispense, "valueQuantity": WireQuantity}
+           "dosageInstruction": list[WireDosage], "dispenseRequest": WireDispense, "valueQuantity": WireQuantity,
+           "subject": WireReference, "patient": WireReference}
 
 # Built from RESOURCE_FIELDS, which mypy cannot read (this module is not compiled; msgspec reads it at run time).
 WireResource = TypedDict("WireResource", {**{name: _SHAPED.get(name, Any) for name in RESOURCE_FIELDS},  # type: ignore[misc]

@@ -2,21 +2,28 @@
 
 Without the patient, conditions or procedures the service cannot advise: 412 Precondition Failed, naming what was
 missing and why. Other missing data is evaluated without, and the cards say what was unavailable.
+
+This is also where whose data it is gets decided, once (cds_service.fhir.identity): a Patient resource that is not the
+context patient answers 412; another patient's resources are dropped here, logged by type only and counted, so that
+nothing downstream ever reads them.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from cds_service.clinical import reads_medication
 from cds_service.errors import PreconditionFailed
+from cds_service.fhir.identity import own_resources, patient_mismatch
 from cds_service.fhir.record import PatientRecord, build_record, resources_in
 from cds_service.fhir.resolve import resolve_prefetch
 from cds_service.hooks.request import HookRequest
-from cds_service.metrics import PRECONDITION_FAILED
+from cds_service.metrics import PRECONDITION_FAILED, count_foreign
 from cds_service.services.runtime import Runtime
 
 REQUIRED_KEYS = ("patient", "conditions", "procedures")
+log = logging.getLogger("cds_service.patient_data")
 
 
 def patient_record(request: HookRequest, templates: Mapping[str, str], runtime: Runtime) -> PatientRecord:
@@ -33,6 +40,26 @@ def patient_record(request: HookRequest, templates: Mapping[str, str], runtime: 
         )
     resources = [resource for key in templates if key in resolution.data
                  for resource in resources_in(resolution.data[key])]
+    resources = this_patients(resources, request.patient_id)
     return build_record(resources, runtime.now, unavailable=resolution.unavailable,
                         default_supply_days=runtime.thresholds.medication_default_supply_days,
                         reads_medication=reads_medication)
+
+
+def this_patients(resources: list[dict], patient_id: str) -> list[dict]:
+    """The resources that may be the context patient's: 412 on a Patient that is someone else, another patient's
+    resources dropped (logged by type, counted)."""
+    mismatch = patient_mismatch(resources, patient_id)
+    if mismatch is not None:
+        PRECONDITION_FAILED.inc()
+        count_foreign(["Patient"])
+        log.warning("prefetched Patient is not the context patient")
+        raise PreconditionFailed(
+            f"The patient data is not the context patient's: {mismatch}. The service evaluates the data of "
+            "context.patientId only; check the prefetch (or the FHIR server's answer) for this patient.")
+    kept, dropped = own_resources(resources, patient_id)
+    if dropped:
+        count_foreign(dropped)
+        log.warning("resources of another patient dropped", extra={
+            "dropped": len(dropped), "resource_types": sorted(set(dropped))})
+    return kept
