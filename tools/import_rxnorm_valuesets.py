@@ -37,6 +37,53 @@ NON_OPIOID_INGREDIENTS = [
 ]
 
 
+# VS-20 is curated to analgesics at analgesic dose (the clinical specification's Errata 6, a clinical review of
+# 2026-12): the VSAC list also holds cough and cold products, antiepileptics, antiemetics, hypnotics, diuretics,
+# counter-irritants and low-dose aspirin, and 42 days of any of them counted as "conservative care tried". A product is
+# kept only when every ingredient is one of these (NSAIDs, acetaminophen, gabapentinoids, duloxetine and tricyclics,
+# muscle relaxants, topical lidocaine), it is not an injection or an eye/ear product (a one-off injection is not a
+# course of medication), and any aspirin in it is above 162 mg.
+ANALGESIC_INGREDIENTS = re.compile(
+    r"(?i)^(ibuprofen|naproxen( sodium)?|meloxicam|celecoxib|diclofenac( sodium| potassium| epolamine)?|etodolac|"
+    r"indomethacin|ketoprofen|ketorolac( tromethamine)?|nabumetone|oxaprozin|piroxicam|sulindac|flurbiprofen|"
+    r"fenoprofen|diflunisal|mefenamic acid|meclofenamate|tolmetin|salsalate|felbinac|aspirin|acetaminophen|"
+    r"gabapentin( enacarbil)?|pregabalin|duloxetine|amitriptyline( hydrochloride)?|nortriptyline|"
+    r"desipramine( hydrochloride)?|"
+    r"imipramine( hydrochloride| pamoate)?|cyclobenzaprine( hydrochloride)?|methocarbamol|tizanidine|baclofen|"
+    r"carisoprodol|metaxalone|orphenadrine( citrate| hydrochloride)?|chlorzoxazone|lidocaine( hydrochloride)?)$")
+EXCLUDED_FORMS = re.compile(r"(?i)injection|injectable|syringe|cartridge|ophthalmic|otic|irrigation|mouthwash|\bpack\b")
+LIDOCAINE_TOPICAL = re.compile(r"(?i)patch|topical|cream|ointment|gel|lotion")
+ASPIRIN_DOSE = re.compile(r"(?i)\baspirin (\d+(?:\.\d+)?) MG\b")
+ASPIRIN_ANALGESIC_MIN_MG = 162
+
+
+def _ingredients(display: str) -> list[str]:
+    """The ingredient names of a clinical-drug display ("acetaminophen 325 MG / oxycodone ... Oral Tablet")."""
+    text = re.sub(r"^(\d+ (HR|DAY|ACTUAT|ML) )+", "", display.strip(), flags=re.IGNORECASE)
+    names = []
+    for part in text.split(" / "):
+        words = []
+        for word in part.split():
+            if word[0].isdigit():
+                break
+            words.append(word)
+        names.append(" ".join(words).strip().lower())
+    return names
+
+
+def is_analgesic_product(display: str) -> bool:
+    """Whether a non-opioid product counts as an analgesic course (see ANALGESIC_INGREDIENTS)."""
+    if EXCLUDED_FORMS.search(display):
+        return False
+    names = _ingredients(display)
+    if not names or not all(ANALGESIC_INGREDIENTS.match(name) for name in names):
+        return False
+    if any(name.startswith("lidocaine") for name in names) and not LIDOCAINE_TOPICAL.search(display):
+        return False
+    doses = [float(mg) for mg in ASPIRIN_DOSE.findall(display)]
+    return not any(mg <= ASPIRIN_ANALGESIC_MIN_MG for mg in doses)
+
+
 def _concepts(path: Path) -> list[dict]:
     data = json.loads(path.read_text())
     included = [c for include in data.get("compose", {}).get("include", []) for c in include.get("concept", [])]
@@ -117,24 +164,36 @@ def build_opioids(reference: Path) -> dict:
 
 def build_non_opioids(reference: Path) -> dict:
     path = reference / "vsac-2.16.840.1.113762.1.4.1021.73-nonopioid-pain-medications.json"
-    products = [{"extension": [_attr("subset", "product")], "code": c["code"], "display": c["display"]}
-                for c in sorted(_concepts(path), key=lambda c: int(c["code"]))]
+    products, excluded = [], []
+    for concept in sorted(_concepts(path), key=lambda c: int(c["code"])):
+        if is_analgesic_product(concept["display"]):
+            products.append({"extension": [_attr("subset", "product")], "code": concept["code"],
+                             "display": concept["display"]})
+        else:
+            excluded.append({"code": concept["code"], "display": concept["display"]})
     return {
         "resourceType": "ValueSet",
         "id": "VS-20",
         "extension": [{"url": "urn:spine-cds:fhir:provenance", "valueString": (
             "RxNorm codes: VSAC 2.16.840.1.113762.1.4.1021.73 'Non-opioid pain medications' (expansion 20201113, "
-            f"RxNorm 2020-12) via cqframework/cds4cpm, {len(products)} codes. Ingredient RxCUIs from clinical-rules "
-            "section 5.14, marked unverified there.")}],
+            f"RxNorm 2020-12) via cqframework/cds4cpm: {len(products)} kept, {len(excluded)} excluded "
+            "(compose.exclude) by the curation of the clinical specification's Errata 6: analgesics at analgesic "
+            "dose only (NSAIDs, acetaminophen, gabapentinoids, duloxetine and tricyclics, muscle relaxants, "
+            "topical lidocaine; no injections, eye or ear products, packs, or aspirin of 162 mg or less; rule in "
+            "tools/import_rxnorm_valuesets.py). Ingredient RxCUIs from clinical-rules section 5.14, marked unverified "
+            "there.")}],
         "url": "urn:spine-cds:valueset:VS-20",
         "name": "NonOpioidAnalgesics",
         "title": "VS-20 Non-opioid analgesics (RxNorm)",
         "status": "active",
         "description": (
-            "Non-opioid pain medications (NSAIDs, acetaminophen, gabapentinoids, SNRIs, muscle relaxants and others): "
-            "exposure of at least 42 days within the look-back counts as conservative care already tried (F7)."),
+            "Non-opioid analgesics at analgesic dose (NSAIDs, acetaminophen, gabapentinoids, duloxetine and "
+            "tricyclics, muscle relaxants, topical lidocaine): exposure of at least 42 days within the look-back (and "
+            "from 42 days after a spine surgery) counts as conservative care already tried (F7). The other products "
+            "of the VSAC list (cough and cold products, antiepileptics, antiemetics, hypnotics, low-dose aspirin...) "
+            "are listed under compose.exclude so reviewers see them."),
         "compose": {"include": [{"system": RXNORM, "concept": products + _ingredient_concepts(
-            NON_OPIOID_INGREDIENTS, "", True)}]},
+            NON_OPIOID_INGREDIENTS, "", True)}], "exclude": [{"system": RXNORM, "concept": excluded}]},
     }
 
 

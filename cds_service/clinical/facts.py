@@ -24,6 +24,7 @@ from cds_service.fhir.record import (
     OrderOrStudy,
     PatientRecord,
     codeable_text,
+    items_of,
 )
 from cds_service.terminology.valuesets import Member, ValueSet, canonical_system, value_set
 
@@ -91,13 +92,16 @@ class RegionFacts:
     new_neuro_findings: tuple[Evidence, ...]
     recent_imaging: Mapping[str, tuple[Evidence, ...]]
     post_op_imaging: tuple[Evidence, ...]
+    recent_studies: tuple[tuple[Evidence, str, str | None], ...] = ()
+    """F16's studies with their modality and contrast protocol (O3 compares an order's protocol with them)."""
 
     def __init__(self, region: str, surgeries: tuple[Surgery, ...], last_surgery: Surgery | None,  # noqa: PLR0917 (the fields, in order)
                  post_op_days: int | None, surgeries_count: int, symptoms: tuple[Evidence, ...],
                  symptom_onset: datetime | None, structural: tuple[Evidence, ...],
                  new_neuro_findings: tuple[Evidence, ...],
                  recent_imaging: Mapping[str, tuple[Evidence, ...]],
-                 post_op_imaging: tuple[Evidence, ...]) -> None:
+                 post_op_imaging: tuple[Evidence, ...],
+                 recent_studies: tuple[tuple[Evidence, str, str | None], ...] = ()) -> None:
         self.region = region
         self.surgeries = surgeries
         self.last_surgery = last_surgery
@@ -109,6 +113,7 @@ class RegionFacts:
         self.new_neuro_findings = new_neuro_findings
         self.recent_imaging = recent_imaging
         self.post_op_imaging = post_op_imaging
+        self.recent_studies = recent_studies
 
     @property
     def prior_surgery(self) -> bool:
@@ -132,7 +137,7 @@ class Facts:
     post_op_days: int | None
     fbss_diagnoses: tuple[Evidence, ...]
     neuro_deficit: tuple[Evidence, ...]
-    red_flag_conditions: Mapping[str, tuple[tuple[ConditionEntry, Evidence], ...]]
+    red_flag_conditions: Mapping[str, tuple[tuple[ConditionEntry, Evidence, Member], ...]]
     deformity: tuple[Evidence, ...]
     alt_generators: tuple[Evidence, ...]
     scs_present: tuple[Evidence, ...]
@@ -145,6 +150,13 @@ class Facts:
     """conditions_by_vs, current ones only (clinicalStatus active/recurrence/relapse, not abated)."""
     observations_by_vs: Mapping[str, tuple[tuple[ObservationEntry, Evidence, Member], ...]] = field(repr=False)
     unavailable: frozenset[str] = frozenset()
+    age: int | None = None
+    """Age in whole years at `now` (Patient.birthDate), None when unknown."""
+    neuro_regions: frozenset[str] = frozenset()
+    """The spine regions the neuro-deficit codes point to (empty when none names a region)."""
+    active_substance_use: tuple[Evidence, ...] = ()
+    open_spine_referrals: tuple[Evidence, ...] = ()
+    """Active referrals to a spine surgeon already in the chart (a structural work-up under way)."""
 
     def __init__(self, now: datetime, thresholds: Thresholds, regions: Mapping[str, RegionFacts],  # noqa: PLR0917 (the fields, in order)
                  last_surgery: Surgery | None, post_op_days: int | None,
@@ -157,7 +169,9 @@ class Facts:
                  conditions_by_vs: Mapping[str, tuple[tuple[ConditionEntry, Evidence, Member], ...]],
                  current_by_vs: Mapping[str, tuple[tuple[ConditionEntry, Evidence, Member], ...]],
                  observations_by_vs: Mapping[str, tuple[tuple[ObservationEntry, Evidence, Member], ...]],
-                 unavailable: frozenset[str] = frozenset()) -> None:
+                 unavailable: frozenset[str] = frozenset(), age: int | None = None,
+                 neuro_regions: frozenset[str] = frozenset(), active_substance_use: tuple[Evidence, ...] = (),
+                 open_spine_referrals: tuple[Evidence, ...] = ()) -> None:
         self.now = now
         self.thresholds = thresholds
         self.regions = regions
@@ -177,6 +191,10 @@ class Facts:
         self.current_by_vs = current_by_vs
         self.observations_by_vs = observations_by_vs
         self.unavailable = unavailable
+        self.age = age
+        self.neuro_regions = neuro_regions
+        self.active_substance_use = active_substance_use
+        self.open_spine_referrals = open_spine_referrals
 
     @property
     def prior_surgery(self) -> bool:
@@ -195,10 +213,15 @@ class Facts:
     def any_symptom(self) -> bool:
         return any(region.symptoms for region in self.regions.values())
 
-    def conservative_care(self, since: datetime | None) -> tuple[Evidence, ...]:
-        """F7: PT, an injection, or >= MIN_ANALGESIC_EXPOSURE days of analgesics, in the look-back and after `since`."""
+    def conservative_care(self, since: datetime | None, *, after_surgery: bool = False) -> tuple[Evidence, ...]:
+        """F7: PT, an injection, manipulation, acupuncture, pain psychology, or >= MIN_ANALGESIC_EXPOSURE days of
+        analgesics, in the look-back and after `since`. After a surgery (`after_surgery`, `since` its date) only what
+        starts EARLY_POSTOP_DAYS after it counts: post-operative analgesia and rehabilitation are part of the
+        operation's course, not a trial of conservative care that failed."""
         t = self.thresholds
         start = self.now - timedelta(days=t.conservative_lookback_days)
+        if since is not None and after_surgery:
+            since = since + timedelta(days=t.early_postop_days)
         if since is not None and since > start:
             start = since
         found = [e for e in self.care_events if e.date is not None and start <= e.date <= self.now]
@@ -233,9 +256,10 @@ def derive_facts(record: PatientRecord, now: datetime, thresholds: Thresholds) -
     last = _last_surgery(surgeries)
     post_op_days = days_between(last.date, now) if last and last.date else None
 
-    pain_scores = _pain_scores(observations, now, t)
+    pain_scores = _pain_scores(observations, now, t, symptom_regions, last)
     medications = _classify_medications(record)
     shared = _Shared(current, conditions, pain_scores, last, _imaging(record), now, t)
+    neuro = _neuro_deficit(current, symptom_regions, bool(surgeries))
     regions = {region: _region_facts(region, tuple(s for s in surgeries if region in s.regions), shared)
                for region in REGIONS}
 
@@ -246,24 +270,76 @@ def derive_facts(record: PatientRecord, now: datetime, thresholds: Thresholds) -
         last_surgery=last,
         post_op_days=post_op_days,
         fbss_diagnoses=tuple(ev for _, ev, m in current.get("VS-02", ()) if m.has("subset", "fbss")),
-        neuro_deficit=tuple(ev for _, ev, m in current.get("VS-06", ()) if not m.has("role", "supporting")),
+        neuro_deficit=tuple(ev for ev, _ in neuro),
         red_flag_conditions=_red_flag_conditions(conditions),
         deformity=tuple(ev for _, ev, _m in current.get("VS-09", ())),
         alt_generators=tuple(ev for _, ev, m in current.get("VS-10", ()) if not m.has("role", "supporting")),
         scs_present=_scs_present(record, current),
         long_term_opioid=_long_term_opioid(medications, current, now, t),
-        pain_scores=pain_scores,
+        pain_scores=tuple((value, ev) for value, ev, _ in pain_scores),
         care_events=_care_events(record),
         analgesic_exposure=_analgesic_exposure(medications, now),
         conditions_by_vs=conditions,
         current_by_vs=current,
         observations_by_vs=observations,
         unavailable=record.unavailable,
+        age=_age(record, now),
+        neuro_regions=_neuro_regions(neuro),
+        active_substance_use=tuple(ev for _, ev, m in current.get("VS-21", ()) if m.has("subset", "active")),
+        open_spine_referrals=tuple(_evidence(e.reference, "spine-surgeon referral", coding, m, e.date)
+                                   for e, coding, m in _matched(value_set("VS-REFERRAL"), record.service_requests)
+                                   if e.resource.get("status") == "active" and is_spine_referral(e.resource)),
     )
 
 
+def _age(record: PatientRecord, now: datetime) -> int | None:
+    birth = record.birth_date
+    if birth is None or birth > now.date():
+        return None
+    today = now.date()
+    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+
+
+def _neuro_deficit(current: Mapping[str, tuple], symptom_regions: frozenset[str],
+                   operated: bool) -> list[tuple[Evidence, Member]]:
+    """F11: current VS-06 findings (not the supporting ones); a non-specific one (unsteadiness, gait abnormality,
+    generalised weakness) only beside a spine symptom code or a prior spine surgery: alone it says nothing of the
+    spine (vestibular unsteadiness, deconditioning)."""
+    spine_context = bool(symptom_regions) or operated
+    return [(ev, m) for _, ev, m in current.get("VS-06", ())
+            if not m.has("role", "supporting") and (spine_context or not m.has("role", "nonspecific"))]
+
+
+def _neuro_regions(neuro: list[tuple[Evidence, Member]]) -> frozenset[str]:
+    """The regions the region-specific deficit codes point to (a code of every region names none)."""
+    regions: set[str] = set()
+    for _, member in neuro:
+        named = member.attributes.get("region", REGIONS)
+        if len(named) < len(REGIONS):
+            regions |= set(named)
+    return frozenset(regions)
+
+
+_REFERRAL_SPINE_WORDS = re.compile(r"(?i)\b(spine|spinal|neurosurg\w*)\b")
+
+
+def is_spine_referral(resource: Mapping[str, Any]) -> bool:
+    """A referral (VS-REFERRAL 'referral', in code or category) to a spine surgeon (its 'spine-surgeon' specialties,
+    or a performer named as spine or neurosurgery): a draft order (O5) or one already open in the chart (R11)."""
+    referrals = value_set("VS-REFERRAL")
+    categories = items_of(resource.get("category"))
+    is_referral = any(hit is not None and hit[1].has("subset", "referral")
+                      for hit in (referrals.match(c) for c in [resource.get("code"), *categories]))
+    if not is_referral:
+        return False
+    performer = resource.get("performerType")
+    specialty = referrals.match(performer)
+    return (specialty is not None and specialty[1].has("subset", "spine-surgeon")) \
+        or bool(_REFERRAL_SPINE_WORDS.search(codeable_text(performer)))
+
+
 _CONDITION_VALUE_SETS = ("VS-02", "VS-04", "VS-06", "VS-07", "VS-08", "VS-09", "VS-10", "VS-11", "VS-12", "VS-13",
-                         "VS-14", "VS-15", "VS-16", "VS-18", "VS-19")
+                         "VS-14", "VS-15", "VS-16", "VS-18", "VS-19", "VS-21")
 _OBSERVATION_VALUE_SETS = ("VS-LAB-A1C", "VS-12", "VS-13", "VS-PAIN")
 
 
@@ -332,14 +408,32 @@ def _symptom_regions(current: Mapping[str, tuple]) -> frozenset[str]:
     return frozenset(regions)
 
 
-def _pain_scores(observations: Mapping[str, tuple], now: datetime,
-                 t: Thresholds) -> tuple[tuple[float, Evidence], ...]:
-    """The 0-10 pain scores within PAIN_LOOKBACK_DAYS, oldest first, each with its value."""
+_SPINE_SITE = re.compile(r"(?i)\b(spine|spinal|back|vertebra\w*)\b")
+
+
+def _pain_scores(observations: Mapping[str, tuple], now: datetime, t: Thresholds, symptom_regions: frozenset[str],
+                 last: Surgery | None) -> tuple[tuple[float, Evidence, frozenset[str]], ...]:
+    """The 0-10 pain scores within PAIN_LOOKBACK_DAYS that are about the spine, oldest first, each with its value and
+    the regions it counts for (F4). A score says where it hurts only through its body site: with a spine site it
+    counts for that region (a site naming only "back" for the region of the last surgery, else lumbar); with another
+    site (a knee) never; without a site, only for regions that already have a current spine diagnosis (VS-04)."""
     since = now - timedelta(days=t.pain_lookback_days)
-    scores = sorted(((entry.effective, entry.value, ev) for entry, ev, member in observations.get("VS-PAIN", ())
-                     if member.has("subset", "pain-score") and entry.value is not None and 0 <= entry.value <= 10
-                     and since <= entry.effective <= now), key=lambda item: item[0])
-    return tuple((value, replace(ev, what="pain score", value=f"{value:g}/10")) for _, value, ev in scores)
+    default = next(iter(last.regions)) if last and len(last.regions) == 1 else "lumbar"
+    scores = []
+    for entry, ev, member in observations.get("VS-PAIN", ()):
+        if not (member.has("subset", "pain-score") and entry.value is not None and 0 <= entry.value <= 10
+                and since <= entry.effective <= now):
+            continue
+        site = entry.body_site
+        if site:
+            regions = regions_in_words(site) or (frozenset({default}) if _SPINE_SITE.search(site) else frozenset())
+        else:
+            regions = symptom_regions
+        if regions:
+            scores.append((entry.effective, entry.value, ev, regions))
+    scores.sort(key=lambda item: item[0])
+    return tuple((value, replace(ev, what="pain score", value=f"{value:g}/10"), regions)
+                 for _, value, ev, regions in scores)
 
 
 def _onset_after(entry: ConditionEntry, surgery: Surgery | None) -> bool:
@@ -353,15 +447,15 @@ class _Shared:
 
     current: Mapping[str, tuple]
     conditions: Mapping[str, tuple]
-    pain_scores: tuple[tuple[float, Evidence], ...]
+    pain_scores: tuple[tuple[float, Evidence, frozenset[str]], ...]
     overall_last: Surgery | None
-    imaging: tuple[tuple[OrderOrStudy, Evidence, str, frozenset[str], str], ...]
+    imaging: tuple[tuple[OrderOrStudy, Evidence, str, frozenset[str], str | None], ...]
     now: datetime
     thresholds: Thresholds
 
     def __init__(self, current: Mapping[str, tuple], conditions: Mapping[str, tuple],  # noqa: PLR0917 (the fields, in order)
-                 pain_scores: tuple[tuple[float, Evidence], ...], overall_last: Surgery | None,
-                 imaging: tuple[tuple[OrderOrStudy, Evidence, str, frozenset[str], str], ...],
+                 pain_scores: tuple[tuple[float, Evidence, frozenset[str]], ...], overall_last: Surgery | None,
+                 imaging: tuple[tuple[OrderOrStudy, Evidence, str, frozenset[str], str | None], ...],
                  now: datetime, thresholds: Thresholds) -> None:
         self.current = current
         self.conditions = conditions
@@ -389,30 +483,30 @@ def _region_facts(region: str, surgeries: tuple[Surgery, ...], shared: _Shared) 
     # New or progressing neurological findings after the last surgery (R3, 42-84 days): VS-05 of the region or VS-06.
     new_neuro = [ev for e, ev, m in spine if m.has("subset", "radiculopathy") and _onset_after(e, last)]
     new_neuro += [ev for e, ev, m in shared.current.get("VS-06", ())
-                  if not m.has("role", "supporting") and _onset_after(e, last)]
-    recent, post_op = _region_imaging(region, last, shared)
+                  if not m.has("role", "supporting") and region in m.attributes.get("region", REGIONS)
+                  and _onset_after(e, last)]
+    recent, post_op, studies = _region_imaging(region, last, shared)
     return RegionFacts(
         region=region, surgeries=surgeries, last_surgery=last,
         post_op_days=days_between(last.date, shared.now) if last and last.date else None, surgeries_count=count,
         symptoms=symptoms, symptom_onset=min(onsets) if onsets else None,
         structural=_structural_causes(region, surgeries, last, shared), new_neuro_findings=tuple(new_neuro),
-        recent_imaging=recent, post_op_imaging=post_op,
+        recent_imaging=recent, post_op_imaging=post_op, recent_studies=studies,
     )
 
 
 def _symptoms(region: str, surgeries: tuple[Surgery, ...], shared: _Shared) -> tuple[list, tuple[Evidence, ...], list]:
     """F4 / F5: current VS-04 conditions of the region (supporting codes only with another spine code or a surgery),
-    and a recent pain score >= PAIN_PRESENT for the region of the last surgery (else lumbar)."""
+    and a recent pain score >= PAIN_PRESENT that counts for the region (_pain_scores)."""
     spine = [(e, ev, m) for e, ev, m in shared.current.get("VS-04", ()) if region in m.attributes.get("region", ())]
     supporting_ok = any(not m.has("role", "supporting") for _, _, m in spine) or bool(surgeries)
     counted = [(e, ev) for e, ev, m in spine if supporting_ok or not m.has("role", "supporting")]
     symptoms = [ev for _, ev in counted]
     onsets = [e.onset for e, _ in counted if e.onset is not None]
-    last = shared.overall_last
-    pain_region = next(iter(last.regions)) if last and len(last.regions) == 1 else "lumbar"
-    # F4: any pain score >= PAIN_PRESENT within the look-back (the most recent such score is cited).
-    high = [ev for value, ev in shared.pain_scores if value >= shared.thresholds.pain_present_score]
-    if high and region == pain_region:
+    # F4: any pain score >= PAIN_PRESENT within the look-back that counts for this region (the latest is cited).
+    high = [ev for value, ev, regions in shared.pain_scores
+            if value >= shared.thresholds.pain_present_score and region in regions]
+    if high:
         symptoms.append(high[-1])
     return spine, tuple(symptoms), onsets
 
@@ -439,26 +533,29 @@ def _structural_causes(region: str, surgeries: tuple[Surgery, ...], last: Surger
     return tuple(found)
 
 
-def _region_imaging(region: str, last: Surgery | None,
-                    shared: _Shared) -> tuple[Mapping[str, tuple[Evidence, ...]], tuple[Evidence, ...]]:
-    """F16 (by modality, within IMAGING_SUPPRESS_DAYS) and F17 (MRI/CT, any time) after the last surgery."""
+def _region_imaging(region: str, last: Surgery | None, shared: _Shared) -> tuple[
+        Mapping[str, tuple[Evidence, ...]], tuple[Evidence, ...], tuple[tuple[Evidence, str, str | None], ...]]:
+    """F16 (by modality, within IMAGING_SUPPRESS_DAYS; and each study with its contrast protocol) and F17 (MRI/CT,
+    any time) after the last surgery."""
     recent: dict[str, list[Evidence]] = {}
     post_op: list[Evidence] = []
+    studies: list[tuple[Evidence, str, str | None]] = []
     since = shared.now - timedelta(days=shared.thresholds.imaging_suppress_days)
-    for entry, ev, modality, img_regions, _study in shared.imaging:
+    for entry, ev, modality, img_regions, contrast in shared.imaging:
         if region not in img_regions or entry.date is None or entry.date > shared.now:
             continue
         if last is not None and last.date is not None and entry.date <= last.date:
             continue
         if entry.date >= since:
             recent.setdefault(modality, []).append(ev)
+            studies.append((ev, modality, contrast))
         if last is not None and modality in ("MRI", "CT"):
             post_op.append(ev)
-    return {m: tuple(evs) for m, evs in recent.items()}, tuple(post_op)
+    return {m: tuple(evs) for m, evs in recent.items()}, tuple(post_op), tuple(studies)
 
 
-def _imaging(record: PatientRecord) -> tuple[tuple[OrderOrStudy, Evidence, str, frozenset[str], str], ...]:
-    """Imaging on file (reports, studies, active/completed orders) with modality and region resolved."""
+def _imaging(record: PatientRecord) -> tuple[tuple[OrderOrStudy, Evidence, str, frozenset[str], str | None], ...]:
+    """Imaging on file (reports, studies, active/completed orders) with modality, region and contrast resolved."""
     vs = value_set("VS-IMG")
     out = []
     for entry, coding, member in _matched(vs, (*record.imaging, *record.service_requests)):
@@ -475,26 +572,35 @@ def _imaging(record: PatientRecord) -> tuple[tuple[OrderOrStudy, Evidence, str, 
         if modality == "unknown":
             continue
         what = f"{modality} {'/'.join(sorted(regions))}"
+        contrast = member.first("contrast")
         out.append((entry, _evidence(entry.reference, what, coding, member, entry.date), modality, regions,
-                    member.first("study") or ""))
+                    None if contrast == "unspecified" else contrast))
     return tuple(out)
 
 
-def _red_flag_conditions(conditions: Mapping[str, tuple]) -> dict[str, tuple[tuple[ConditionEntry, Evidence], ...]]:
-    by_subset: dict[str, list[tuple[ConditionEntry, Evidence]]] = {}
+def _red_flag_conditions(
+        conditions: Mapping[str, tuple]) -> dict[str, tuple[tuple[ConditionEntry, Evidence, Member], ...]]:
+    """VS-07 conditions (any status: the rules decide what must be current) by subset, with their member (roles)."""
+    by_subset: dict[str, list[tuple[ConditionEntry, Evidence, Member]]] = {}
     for entry, ev, member in conditions.get("VS-07", ()):
         for subset in member.attributes.get("subset", ()):
-            by_subset.setdefault(subset, []).append((entry, ev))
+            by_subset.setdefault(subset, []).append((entry, ev, member))
     return {subset: tuple(items) for subset, items in by_subset.items()}
 
 
 def _scs_present(record: PatientRecord, current: Mapping[str, tuple]) -> tuple[Evidence, ...]:
-    """F15: an SCS implant procedure ever, or a current presence code."""
+    """F15: a stimulator in place: a pulse-generator implantation or a current presence code (Z96.82), not cleared by
+    a removal dated after it. A lead alone (63650, also the code of a trial) is not a device in place."""
     vs = value_set("VS-18")
-    found = [_evidence(e.reference, "spinal cord stimulator", coding, member, e.performed)
-             for e, coding, member in _matched(vs, record.procedures) if member.has("subset", "implant")]
-    found += [ev for _, ev, m in current.get("VS-18", ()) if m.has("subset", "presence")]
-    return tuple(found)
+    present = [_evidence(e.reference, "spinal cord stimulator", coding, member, e.performed)
+               for e, coding, member in _matched(vs, record.procedures) if member.has("subset", "generator")]
+    present += [ev for _, ev, m in current.get("VS-18", ()) if m.has("subset", "presence")]
+    removals = [e.performed for e, _, member in _matched(vs, record.procedures)
+                if member.has("subset", "removal") and e.performed is not None]
+    if not present or not removals:
+        return tuple(present)
+    last_removal = max(removals)  # an undated implant or presence code cannot be shown to precede it: kept
+    return tuple(ev for ev in present if ev.date is None or ev.date > last_removal)
 
 
 _Hit = tuple[Mapping[str, Any] | None, Member | None]

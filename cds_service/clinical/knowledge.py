@@ -43,7 +43,10 @@ class Thresholds:
     smoking_lookback_days: int
     red_flag_recent_days: int
     fever_postop_days: int
-    cancer_symptom_onset_days: int
+    new_symptom_days: int
+    fracture_recent_days: int
+    malignancy_active_days: int
+    older_patient_age: int
     multiply_operated_surgeries: int
 
 

@@ -7,21 +7,26 @@ at order time returns the red-flag card only. At most one card per type; one car
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from cds_service.clinical.facts import Facts, opioid_match, regions_in_words
+from cds_service.clinical.facts import Facts, is_spine_referral, opioid_match, regions_in_words
 from cds_service.clinical.model import REGIONS, SYSTEM_LABELS, Evidence, Finding, Suggestion
-from cds_service.clinical.rules import miss_risk, red_flags, suggestions_for, symptomatic_region
+from cds_service.clinical.rules import (
+    imaging_risk_factors,
+    miss_risk,
+    red_flag_finding,
+    suggestions_for,
+    symptomatic_region,
+)
 from cds_service.fhir.dates import days_between
-from cds_service.fhir.record import codeable_text, items_of
-from cds_service.terminology.valuesets import canonical_system, value_set
+from cds_service.fhir.record import codeable_text
+from cds_service.terminology.valuesets import canonical_system, concept_matches, value_set
 
 ORDER_CARD_ORDER = ("red-flag", "imaging-protocol", "imaging-not-indicated", "imaging-duplicate", "opioid-order",
                     "miss-risk")
-_SPINE_WORDS = re.compile(r"(?i)\b(spine|spinal|neurosurg\w*)\b")
 
 
 @dataclass(frozen=True)
@@ -86,36 +91,18 @@ def _classify_service_request(reference: str, resource: Mapping[str, Any]) -> Or
         label = _label(coding.get("display") or member.display, canonical_system(coding.get("system")),
                        coding.get("code"))
         return OrderItem(reference, "spine-surgery", label)
-    if _is_spine_referral(resource):
+    if is_spine_referral(resource):
         return OrderItem(reference, "spine-surgery",
                          f"Referral: {codeable_text(resource.get('performerType')) or 'spine'}")
     return OrderItem(reference, "other", codeable_text(code) or "service request", reasons=reasons, priority=priority)
 
 
-def _is_spine_referral(resource: Mapping[str, Any]) -> bool:
-    """A referral (VS-REFERRAL 'referral', in code or category) to a spine surgeon (its 'spine-surgeon' specialties,
-    or a performer named as spine or neurosurgery)."""
-    referrals = value_set("VS-REFERRAL")
-    categories = items_of(resource.get("category"))
-    is_referral = any(hit is not None and hit[1].has("subset", "referral")
-                      for hit in (referrals.match(c) for c in [resource.get("code"), *categories]))
-    if not is_referral:
-        return False
-    performer = resource.get("performerType")
-    specialty = referrals.match(performer)
-    return (specialty is not None and specialty[1].has("subset", "spine-surgeon")) \
-        or bool(_SPINE_WORDS.search(codeable_text(performer)))
-
-
 def evaluate_order_rules(facts: Facts, orders: Iterable[OrderItem]) -> list[Finding]:
     """Findings for the draft orders under review (all at order-sign, the selected ones at order-select)."""
     orders = list(orders)
-    flags = red_flags(facts)
-    if flags:
-        region = symptomatic_region(facts)
-        suggestions, _ = suggestions_for("red-flag", region, facts)
-        return [Finding("red-flag", "R1", tuple(flags), region, suggestions,
-                        {"findings": tuple(ev.display for ev in flags)})]
+    flagged = red_flag_finding(facts)
+    if flagged:  # R1 pre-empts every order card, as at patient-view
+        return [flagged]
     grouped: dict[str, list[tuple[OrderItem, Finding]]] = {}
     for order in orders:
         finding = _imaging_rule(facts, order) if order.kind == "imaging" else None
@@ -149,11 +136,57 @@ def _imaging_rule(facts: Facts, order: OrderItem) -> Finding | None:
     return _duplicate(facts, order) or _protocol(facts, order) or _not_indicated(facts, order)
 
 
+_URGENT = frozenset({"urgent", "asap", "stat"})
+
+
+def _order_overrides(order: OrderItem) -> bool:
+    """What the order itself says that no 'not indicated' or 'duplicate' card may argue with: an urgent, asap or stat
+    priority, or a reason that is a red flag (VS-07), a neurological deficit (VS-06) or a radiculopathy (VS-05)."""
+    if order.priority in _URGENT:
+        return True
+    for reason in order.reasons:
+        for _, members in concept_matches(reason):
+            for member in members:
+                if (member.value_set == "VS-07" and not member.has("subset", "skin-cancer")) \
+                        or (member.value_set == "VS-06" and not member.has("role", "supporting")) \
+                        or (member.value_set == "VS-04" and member.has("subset", "radiculopathy")):
+                    return True
+    return False
+
+
+def _same_protocol(order: OrderItem, contrast: str | None) -> bool:
+    """Whether a study on file is the protocol ordered: for MRI and CT the contrast must be known on both and equal
+    (a study of unspecified contrast is never the same protocol); radiographs have none to compare."""
+    if order.modality not in ("MRI", "CT"):
+        return True
+    return order.contrast is not None and order.contrast not in ("unspecified",) and contrast == order.contrast
+
+
+def _new_since(facts: Facts, since: datetime, regions: frozenset[str]) -> bool:
+    """A current spine symptom (VS-04) or neurological deficit (VS-06) of the order's region that began after `since`
+    (onset, else the recorded date: a finding entered after the study may be new)."""
+    for vs_id in ("VS-04", "VS-06"):
+        for entry, _, member in facts.current_by_vs.get(vs_id, ()):
+            if member.has("role", "supporting") or not regions & set(member.attributes.get("region", REGIONS)):
+                continue
+            if entry.onset is not None and entry.onset > since:
+                return True
+    return False
+
+
 def _duplicate(facts: Facts, order: OrderItem) -> Finding | None:
-    """O3: the same modality and region already on file within IMAGING_SUPPRESS_DAYS (after the last surgery)."""
+    """O3: the same modality, region and contrast protocol already on file within IMAGING_SUPPRESS_DAYS (after the
+    last surgery); never for an urgent order or one whose reason is a red flag or deficit, and never when a symptom
+    or deficit began after the study."""
+    if _order_overrides(order):
+        return None
     on_file = [ev for region in order.regions & set(REGIONS)
-               for ev in facts.regions[region].recent_imaging.get(order.modality or "", ())]
+               for ev, modality, contrast in facts.regions[region].recent_studies
+               if modality == order.modality and _same_protocol(order, contrast)]
     if not on_file:
+        return None
+    latest = max(ev.date for ev in on_file if ev.date is not None)
+    if _new_since(facts, latest, order.regions):
         return None
     return Finding("imaging-duplicate", "O3", tuple(dict.fromkeys(on_file)), next(iter(sorted(order.regions))),
                    (Suggestion("remove-draft", "delete", deletes=(order.reference,)),))
@@ -174,16 +207,26 @@ def _protocol(facts: Facts, order: OrderItem) -> Finding | None:
 
 
 def _not_indicated(facts: Facts, order: OrderItem) -> Finding | None:
-    """O2: lumbar MRI/CT with no surgery, red flag, neuro deficit or radiculopathy; back pain begun < 42 days ago."""
+    """O2: lumbar MRI/CT in the first 6 weeks of new low back pain with nothing that makes early imaging appropriate
+    (ACR low back pain variants 1-2). Never for an urgent order or one whose reason is a red flag, after spine
+    surgery, with a deficit or radiculopathy, with any imaging risk factor (imaging_risk_factors), at
+    OLDER_PATIENT_AGE or an unknown age, or for chronic pain; the onset is onset[x] only, and every lumbar symptom
+    must have one: a recorded date says when the pain was written down, not when it began."""
+    t = facts.thresholds
     if "lumbar" not in order.regions or order.modality not in ("MRI", "CT") or facts.prior_surgery:
         return None
-    if facts.neuro_deficit or _radiculopathy(facts):
+    if _order_overrides(order) or facts.neuro_deficit or _radiculopathy(facts) or imaging_risk_factors(facts):
         return None
-    onset = facts.regions["lumbar"].symptom_onset
-    if onset is None or days_between(onset, facts.now) >= facts.thresholds.early_postop_days:
+    if facts.age is None or facts.age >= t.older_patient_age:
         return None
-    evidence = tuple(ev for ev in facts.regions["lumbar"].symptoms if ev.date is not None)
-    return Finding("imaging-not-indicated", "O2", evidence, "lumbar",
+    lumbar = [(entry, ev, member) for entry, ev, member in facts.current_by_vs.get("VS-04", ())
+              if "lumbar" in member.attributes.get("region", ()) and not member.has("role", "supporting")]
+    if not lumbar or any(m.has("course", "chronic") or e.stated_onset is None for e, _, m in lumbar):
+        return None
+    onset = min(e.stated_onset for e, _, _ in lumbar if e.stated_onset is not None)
+    if onset > facts.now or days_between(onset, facts.now) >= t.early_postop_days:
+        return None
+    return Finding("imaging-not-indicated", "O2", tuple(ev for _, ev, _ in lumbar), "lumbar",
                    (Suggestion("remove-draft", "delete", deletes=(order.reference,)),),
                    {"onset_days": days_between(onset, facts.now)})
 

@@ -47,36 +47,98 @@ def suggestions_for(card_type: str, region: str | None, facts: Facts,
     return tuple(kept), tuple(dict.fromkeys(omitted))
 
 
-def _recent(evidence: Evidence, now: datetime, days: int) -> bool:
-    return evidence.date is not None and evidence.date <= now and days_between(evidence.date, now) <= days
-
-
 def _entry_recent(entry: Any, now: datetime, days: int) -> bool:
+    """Began within `days`: by onset[x], or (no onset recorded) by the recorded date. A red flag errs toward alerting:
+    a finding entered today without an onset is treated as new; one whose onset is older is a sequela."""
     when = entry.onset or entry.recorded
     return when is not None and when <= now and days_between(when, now) <= days
 
 
+def _sequela(evidence: Evidence) -> bool:
+    """An ICD-10-CM code whose 7th character is S (sequela): a late effect, not a new injury."""
+    code = (evidence.code or "").replace(".", "").upper()
+    return evidence.system == "icd10cm" and len(code) >= 7 and code.endswith("S")
+
+
+def latest_symptom_onset(facts: Facts) -> datetime | None:
+    """The most recent onset of a current spine-symptom diagnosis (VS-04, not the supporting ones): how new the
+    newest symptom is, whatever older symptoms the chart also holds."""
+    onsets = [entry.onset for entry, _, member in facts.current_by_vs.get("VS-04", ())
+              if entry.onset is not None and entry.onset <= facts.now and not member.has("role", "supporting")]
+    return max(onsets) if onsets else None
+
+
 def red_flags(facts: Facts) -> list[Evidence]:
-    """R1 / F9: every red-flag finding, each with its evidence."""
+    """R1 / F9: every red-flag finding, each with its evidence (VS-07 subsets and roles; thresholds.json).
+
+    Alone: recent cauda equina, cord compromise (paraplegia, cord compression, post-operative haematoma), spinal or
+    device infection (procedure-related codes only after a spine surgery), recent vertebral fracture. With spine
+    context (a current spine symptom or a prior spine surgery): new sphincter dysfunction (incontinence codes with
+    new saddle anaesthesia), new motor deficit. Fever: after recent surgery or with a spine symptom. Known spinal
+    metastases: with any current spine symptom. Cancer (active or history) or immunosuppression: with a new spine
+    symptom (ACR low back pain variant 7). For patients with and without prior surgery alike.
+    """
     t, now = facts.thresholds, facts.now
     flags = facts.red_flag_conditions
-    spine_context = facts.any_symptom or facts.prior_surgery
+    symptoms = facts.any_symptom
+    spine_context = symptoms or facts.prior_surgery
+    recent = t.red_flag_recent_days
     found: list[Evidence] = []
-    found += [ev for entry, ev in flags.get("cauda-equina", ()) if entry.current]
-    found += [ev for entry, ev in flags.get("bladder-bowel", ())
-              if entry.current and spine_context and _entry_recent(entry, now, t.red_flag_recent_days)]
-    found += [ev for entry, ev in flags.get("infection", ()) if entry.current]
-    if facts.post_op_days is not None and facts.post_op_days <= t.fever_postop_days:
-        found += [ev for entry, ev in flags.get("fever", ()) if _entry_recent(entry, now, t.red_flag_recent_days)]
-    found += [ev for entry, ev in flags.get("motor-deficit", ())
-              if entry.current and spine_context and entry.onset is not None
-              and _entry_recent(entry, now, t.red_flag_recent_days)]
-    recent_onset = [r.symptom_onset for r in facts.regions.values() if r.symptom_onset is not None]
-    new_symptoms = any(days_between(o, now) <= t.cancer_symptom_onset_days for o in recent_onset if o <= now)
-    if new_symptoms:
-        found += [ev for entry, ev in (*flags.get("metastatic-bone", ()), *flags.get("active-cancer", ()))
+    found += [ev for entry, ev, _ in flags.get("cauda-equina", ())
+              if entry.current and _entry_recent(entry, now, recent)]
+    found += [ev for entry, ev, _ in flags.get("cord-compromise", ())
+              if entry.current and _entry_recent(entry, now, recent)]
+    found += [ev for entry, ev, m in flags.get("infection", ())
+              if entry.current and (facts.prior_surgery or not m.has("role", "needs-spine-surgery"))]
+    found += [ev for entry, ev, m in flags.get("fracture", ())
+              if entry.current and not _sequela(ev) and _entry_recent(entry, now, t.fracture_recent_days)
+              and (symptoms or not m.has("role", "needs-spine-symptom"))]
+    if spine_context:
+        saddle = any(entry.current and _entry_recent(entry, now, recent) for entry, _, _ in
+                     flags.get("saddle-anaesthesia", ()))
+        found += [ev for entry, ev, m in flags.get("bladder-bowel", ())
+                  if entry.current and _entry_recent(entry, now, recent)
+                  and (saddle or not m.has("role", "needs-saddle-anaesthesia"))]
+        found += [ev for entry, ev, _ in flags.get("motor-deficit", ())
+                  if entry.current and _entry_recent(entry, now, recent)]
+    after_surgery = facts.post_op_days is not None and facts.post_op_days <= t.fever_postop_days
+    if after_surgery or symptoms:
+        found += [ev for entry, ev, _ in flags.get("fever", ()) if entry.current and _entry_recent(entry, now, recent)]
+    if symptoms:
+        found += [ev for entry, ev, _ in flags.get("metastatic-bone", ()) if entry.current]
+    newest = latest_symptom_onset(facts)
+    if newest is not None and days_between(newest, now) <= t.new_symptom_days:
+        found += [ev for entry, ev, _ in (*flags.get("active-cancer", ()), *flags.get("immunosuppression", ()))
                   if entry.current]
+        found += [ev for _, ev, _ in flags.get("cancer-history", ())]
     return list(dict.fromkeys(found))
+
+
+def imaging_risk_factors(facts: Facts) -> tuple[Evidence, ...]:
+    """What makes early lumbar imaging appropriate whatever the onset (ACR low back pain variants 6-7; AHCPR red-flag
+    table): a recent fever, immunosuppression or systemic steroids, cancer (history, active or metastatic), a fracture
+    or osteoporosis, at any date. Age is read separately (OLDER_PATIENT_AGE). The imaging-not-indicated card (O2) never
+    fires with any of them."""
+    t, now = facts.thresholds, facts.now
+    flags = facts.red_flag_conditions
+    found = [ev for entry, ev, _ in flags.get("fever", ()) if entry.current
+             and _entry_recent(entry, now, t.red_flag_recent_days)]
+    found += [ev for entry, ev, _ in (*flags.get("immunosuppression", ()), *flags.get("active-cancer", ()),
+                                      *flags.get("metastatic-bone", ())) if entry.current]
+    found += [ev for _, ev, _ in (*flags.get("cancer-history", ()), *flags.get("fracture", ()))]
+    found += [ev for _, ev, _ in facts.current_by_vs.get("VS-15", ())]
+    return tuple(dict.fromkeys(found))
+
+
+def red_flag_finding(facts: Facts) -> Finding | None:
+    """The red-flag card when R1 fires: the one pre-emption step of every hook. When it fires it is the only card:
+    every routine card and every 'not indicated' or 'duplicate' order card is silenced."""
+    flags = red_flags(facts)
+    if not flags:
+        return None
+    region = symptomatic_region(facts)
+    suggestions, _ = suggestions_for("red-flag", region, facts)
+    return Finding("red-flag", "R1", tuple(flags), region, suggestions, {"findings": tuple(ev.display for ev in flags)})
 
 
 def symptomatic_region(facts: Facts) -> str:
@@ -89,12 +151,9 @@ def symptomatic_region(facts: Facts) -> str:
 def evaluate_rules(facts: Facts) -> list[Finding]:
     """Findings for the facts, in card order, at most one per card type."""
     t = facts.thresholds
-    flags = red_flags(facts)
-    if flags:  # R1 pre-empts every other card
-        region = symptomatic_region(facts)
-        suggestions, _ = suggestions_for("red-flag", region, facts)
-        return [Finding("red-flag", "R1", tuple(flags), region, suggestions,
-                        {"findings": tuple(ev.display for ev in flags)})]
+    flagged = red_flag_finding(facts)
+    if flagged:  # R1 pre-empts every other card
+        return [flagged]
     if facts.post_op_days is not None and facts.post_op_days < t.early_postop_days:
         return []  # R2: normal early post-operative course
 
@@ -119,7 +178,8 @@ def evaluate_rules(facts: Facts) -> list[Finding]:
         risk = miss_risk(facts, (imaging or chronic).region)  # type: ignore[union-attr]
         if risk:
             findings["miss-risk"] = risk
-    scs = _scs_consider(facts, imaging)
+    referral = findings.get("revision-referral")
+    scs = _scs_consider(facts, imaging, structural=bool(referral and referral.details.get("structural")))
     if scs:
         findings["scs-consider"] = scs
     return [findings[card_type] for card_type in CARD_ORDER if card_type in findings]
@@ -178,7 +238,7 @@ def _revision_referral(facts: Facts, rf: RegionFacts, imaging: Finding) -> Findi
     if days is not None and days < t.persistent_days:
         return None
     since = rf.last_surgery.date if rf.last_surgery else None
-    care = facts.conservative_care(since)
+    care = facts.conservative_care(since, after_surgery=True)
     if not care:
         return None
     return Finding("revision-referral", "R4", (rf.last_surgery.evidence, *care), rf.region,  # type: ignore[union-attr]
@@ -211,6 +271,9 @@ def _neuro_deficit(facts: Facts, imaging_card: Finding | None) -> Finding | None
     if not facts.neuro_deficit:
         return None
     region = imaging_card.region if imaging_card else symptomatic_region(facts)
+    if facts.neuro_regions and region not in facts.neuro_regions:
+        # The deficit points to a region (cervical myelopathy, lumbar foot drop): its imaging is of that region.
+        region = next(r for r in REGIONS if r in facts.neuro_regions)
     suggestions, _ = suggestions_for("neuro-deficit", region, facts)
     omitted: tuple[Evidence, ...] = ()
     if imaging_card is None:  # imaging is carried by R3/R5; without them, add MRI of the region without contrast
@@ -234,8 +297,15 @@ def _deformity(facts: Facts) -> Finding | None:
     """R8: spinal deformity with current spine symptoms."""
     if not facts.deformity or not facts.any_symptom:
         return None
-    suggestions, omitted = suggestions_for("deformity", "lumbar", facts)
-    return Finding("deformity", "R8", facts.deformity, symptomatic_region(facts), suggestions,
+    deformity = facts.current_by_vs.get("VS-09", ())
+    if any(m.has("kind", "curvature") for _, _, m in deformity):
+        region, key = symptomatic_region(facts), "curvature"  # scoliosis or kyphosis: standing full-length films
+    else:
+        named = {r for _, _, m in deformity for r in m.attributes.get("region", ())}
+        region = next((r for r in REGIONS if r in named), symptomatic_region(facts))
+        key = region
+    suggestions, omitted = suggestions_for("deformity", key, facts)
+    return Finding("deformity", "R8", facts.deformity, region, suggestions,
                    {"diagnoses": tuple(ev.display for ev in facts.deformity)}, omitted)
 
 
@@ -247,10 +317,35 @@ def _alt_pain_generator(facts: Facts) -> Finding | None:
                    {"diagnoses": tuple(ev.display for ev in facts.alt_generators)})
 
 
-def _scs_consider(facts: Facts, imaging: Finding | None) -> Finding | None:
-    """R11: FBSS >= 6 months after surgery, pain >= 5/10, post-op MRI/CT on file, no stimulator yet."""
+def _neuropathic_component(facts: Facts) -> bool:
+    """A radicular or neuropathic component (VS-05 radiculopathy, or neuropathic pain 247398009): NICE TA159
+    recommends stimulation for neuropathic pain, not for axial back pain alone."""
+    return any(m.has("subset", "radiculopathy") or m.has("subset", "neuropathic")
+               for _, _, m in facts.current_by_vs.get("VS-04", ()))
+
+
+def scs_exclusions(facts: Facts, structural: bool) -> tuple[Evidence, ...]:
+    """What rules out suggesting stimulation now (NASS: no active substance abuse; a structural cause is for the
+    spine surgeon first): an active substance use disorder, an active malignancy (not C44 skin, evidence within
+    MALIGNANCY_ACTIVE_DAYS) or spinal metastases, a structural cause for revision, or a spine-surgeon referral open."""
+    t, now = facts.thresholds, facts.now
+    flags = facts.red_flag_conditions
+    malignancy = [ev for entry, ev, _ in flags.get("metastatic-bone", ()) if entry.current]
+    malignancy += [ev for entry, ev, _ in flags.get("active-cancer", ())
+                   if entry.current and _entry_recent(entry, now, t.malignancy_active_days)]
+    found = (*facts.active_substance_use, *malignancy, *facts.open_spine_referrals)
+    if structural:
+        found = (*found, *(ev for rf in facts.regions.values() for ev in rf.structural))
+    return tuple(found)
+
+
+def _scs_consider(facts: Facts, imaging: Finding | None, structural: bool = False) -> Finding | None:
+    """R11: FBSS >= 6 months after surgery, pain >= 5/10, post-op MRI/CT on file, a radicular or neuropathic
+    component, no stimulator yet, and nothing that rules stimulation out (scs_exclusions)."""
     t = facts.thresholds
-    if not (facts.fbss_diagnoses or imaging) or facts.scs_present:
+    if not (facts.fbss_diagnoses or imaging) or facts.scs_present or scs_exclusions(facts, structural):
+        return None
+    if not _neuropathic_component(facts):
         return None
     region = imaging.region if imaging else symptomatic_region(facts)
     rf = facts.regions[region or "lumbar"]
@@ -318,7 +413,7 @@ def miss_risks(facts: Facts, region: str | None) -> tuple[list[Risk], list[str],
 
 
 def _diabetes_risk(facts: Facts) -> tuple[Risk | None, str | None]:
-    """A recent HbA1c decides (> 8.0 %; 7.0-8.0 % is a note); without one, an uncontrolled-diabetes code."""
+    """A recent HbA1c decides (>= 8.0 %; 7.0 up to 8.0 % is a note); without one, an uncontrolled-diabetes code."""
     t = facts.thresholds
     a1c = _latest(((e, ev, m) for e, ev, m in facts.observations_by_vs.get("VS-LAB-A1C", ()) if e.value is not None),
                   facts.now, t.hba1c_lookback_days)
@@ -327,10 +422,10 @@ def _diabetes_risk(facts: Facts) -> tuple[Risk | None, str | None]:
         percent = hba1c_percent(entry.value, entry.unit, member.first("unit"))
         if percent is None:
             return None, None
-        if percent > t.hba1c_uncontrolled_percent:
+        if percent >= t.hba1c_uncontrolled_percent:
             return ("uncontrolled-diabetes", (replace(ev, what="HbA1c", value=f"{percent:.1f} %"),)), None
         if percent >= t.hba1c_suboptimal_percent:
-            return None, f"HbA1c {percent:.1f} % is suboptimal (not above {t.hba1c_uncontrolled_percent:.1f} %)"
+            return None, f"HbA1c {percent:.1f} % is suboptimal (below {t.hba1c_uncontrolled_percent:.1f} %)"
         return None, None
     vs11 = facts.current_by_vs.get("VS-11", ())
     diabetes = any(m.has("subset", "diabetes") for _, _, m in vs11)
@@ -388,7 +483,7 @@ def hba1c_percent(value: float | None, unit: str | None, default_unit: str | Non
     """HbA1c as NGSP %: `%` as is; IFCC mmol/mol converted (NGSP = 0.09148 x IFCC + 2.152).
 
     The converted value is rounded to 0.1 %, the precision NGSP results are reported in, so that 64 mmol/mol is 8.0 %
-    (not uncontrolled) and 65 mmol/mol is 8.1 %, as clinical-rules R9 states ("IFCC mmol/mol: > 64").
+    (at the high-risk threshold, PMID 39829428's 8.0 % and above) and 63 mmol/mol is 7.9 %.
     """
     if value is None:
         return None

@@ -96,9 +96,10 @@ class ConditionEntry:
     current: bool                 # clinicalStatus active/recurrence/relapse (or missing) and not abated by now
     resource: Resource = field(repr=False, compare=False)  # kept for citation; the entry is what was read
     matches: Matches = field(default=(), repr=False, compare=False)  # its code's value-set members
+    stated_onset: datetime | None = None  # onset[x] only: what "began N days ago" may be said from (never recordedDate)
 
     def __init__(self, reference: str, code: Any, onset: datetime | None, recorded: datetime | None, current: bool,  # noqa: PLR0917 (the fields, in order)
-                 resource: Resource, matches: Matches = ()) -> None:
+                 resource: Resource, matches: Matches = (), stated_onset: datetime | None = None) -> None:
         self.reference = reference
         self.code = code
         self.onset = onset
@@ -106,6 +107,7 @@ class ConditionEntry:
         self.current = current
         self.resource = resource
         self.matches = matches
+        self.stated_onset = stated_onset
 
 
 @dataclass(slots=True)
@@ -137,9 +139,10 @@ class ObservationEntry:
     answer: Any                   # valueCodeableConcept
     resource: Resource = field(repr=False, compare=False)  # kept for citation; the entry is what was read
     matches: Matches = field(default=(), repr=False, compare=False)  # its code's value-set members
+    body_site: str = ""           # bodySite words: a pain score counts for the spine only with a spine site (F4)
 
     def __init__(self, reference: str, code: Any, effective: datetime | None, value: float | None, unit: str | None,  # noqa: PLR0917 (the fields, in order)
-                 answer: Any, resource: Resource, matches: Matches = ()) -> None:
+                 answer: Any, resource: Resource, matches: Matches = (), body_site: str = "") -> None:
         self.reference = reference
         self.code = code
         self.effective = effective
@@ -148,6 +151,7 @@ class ObservationEntry:
         self.answer = answer
         self.resource = resource
         self.matches = matches
+        self.body_site = body_site
 
 
 @dataclass(slots=True)
@@ -327,7 +331,8 @@ def _condition(reference: str, resource: Resource, matches: Matches, birth: date
     clinical = _status_code(resource.get("clinicalStatus"))
     abatement = _abatement(resource, birth)
     current = (clinical is None or clinical in CONDITION_CURRENT_CLINICAL) and not (abatement and abatement <= now)
-    return ConditionEntry(reference, resource.get("code"), onset or recorded, recorded, current, resource, matches)
+    return ConditionEntry(reference, resource.get("code"), onset or recorded, recorded, current, resource, matches,
+                          onset)
 
 
 def _abatement(resource: Resource, birth: date | None) -> datetime | None:
@@ -383,7 +388,7 @@ def _observation_value(reference: str, holder: Resource, effective: datetime | N
     elif isinstance(holder.get("valueInteger"), int) and not isinstance(holder.get("valueInteger"), bool):
         value = float(holder["valueInteger"])
     return ObservationEntry(reference, holder.get("code"), effective, value, unit, holder.get("valueCodeableConcept"),
-                            resource, matches)
+                            resource, matches, body_site_text(resource))
 
 
 def medication_code(resource: Resource) -> Any:

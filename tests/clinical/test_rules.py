@@ -70,11 +70,34 @@ def test_prior_surgery_from_diagnosis_only_has_unknown_date_and_counts_as_remote
     assert finding.details["surgery_date_known"] is False
 
 
-def test_pain_score_counts_for_the_region_of_the_last_surgery():
-    evaluation = run(procedure("63030", days_ago=200), observation("72514-3", 6, "{score}", days_ago=10))
+def test_pain_score_counts_with_a_spine_body_site():
+    """F4 (Errata 5): a pain score says where it hurts through its body site only."""
+    lumbar_site = {"bodySite": {"text": "Lumbar spine"}}
+    evaluation = run(procedure("63030", days_ago=200), observation("72514-3", 6, "{score}", days_ago=10,
+                                                                  **lumbar_site))
     assert evaluation.finding("fbss-imaging").region == "lumbar"
-    low = run(procedure("63030", days_ago=200), observation("72514-3", 3, "{score}", days_ago=10))
+    back = run(procedure("22551", days_ago=200), observation("72514-3", 6, "{score}", days_ago=10,
+                                                             bodySite={"text": "Back"}))
+    assert back.finding("fbss-imaging").region == "cervical"  # "back" alone: the region of the last surgery
+    low = run(procedure("63030", days_ago=200), observation("72514-3", 3, "{score}", days_ago=10, **lumbar_site))
     assert "fbss-imaging" not in low.card_types
+
+
+@pytest.mark.parametrize("extra", [{}, {"bodySite": {"text": "Left knee"}}])
+def test_a_pain_score_without_a_spine_site_or_diagnosis_is_not_spine_evidence(extra):
+    """Knee osteoarthritis 7/10 after an old laminotomy is not FBSS: no imaging, revision or stimulator card."""
+    evaluation = run(procedure("63030", days_ago=400), condition("M17.11", onset_days_ago=300),
+                     observation("72514-3", 7, "{score}", days_ago=10, **extra),
+                     medication_request("197807", start_days_ago=200, supply_days=180),
+                     imaging_report("72158", days_ago=300))
+    assert evaluation.card_types == ()
+
+
+def test_a_pain_score_without_a_site_counts_beside_a_current_spine_diagnosis():
+    evaluation = run(procedure("63030", days_ago=400), condition("M54.16", onset_days_ago=300),
+                     condition("M96.1", onset_days_ago=300), observation("72514-3", 7, "{score}", days_ago=10),
+                     imaging_report("72158", days_ago=300))
+    assert evaluation.facts.latest_pain_value == 7 and "scs-consider" in evaluation.card_types
 
 
 def test_any_recent_pain_score_of_4_is_a_symptom_but_scs_reads_the_latest():
@@ -131,7 +154,7 @@ def test_red_flag_overrides_the_early_post_op_window():
 
 
 def test_red_flag_mri_is_suggested_even_when_a_recent_mri_exists():
-    evaluation = run(*lumbar_fbss(273), condition("G83.4"), imaging_report("72158", days_ago=5))
+    evaluation = run(*lumbar_fbss(273), condition("G83.4", onset_days_ago=3), imaging_report("72158", days_ago=5))
     assert "mri-lumbar-wo-w" in keys(evaluation.finding("red-flag"))
 
 
@@ -159,10 +182,12 @@ def test_foot_drop_is_a_red_flag_when_new(onset, red_flag):
         assert "neuro-deficit" in evaluation.card_types  # still a neurological deficit (R6)
 
 
-@pytest.mark.parametrize(("symptom_onset", "fires"), [(90, True), (91, False)])
-def test_metastatic_bone_disease_with_new_spine_symptoms(symptom_onset, fires):
+@pytest.mark.parametrize("symptom_onset", [20, 91, 900])
+def test_known_spinal_metastases_with_any_current_spine_symptom(symptom_onset):
+    """Errata 1: known spinal metastases with any current spine symptom fire R1, whatever its onset."""
     evaluation = run(condition("C79.51", onset_days_ago=400), condition("M54.50", onset_days_ago=symptom_onset))
-    assert ("red-flag" in evaluation.card_types) is fires
+    assert evaluation.card_types == ("red-flag",)
+    assert run(condition("C79.51", onset_days_ago=400)).card_types == ()  # no spine symptom
 
 
 def test_spinal_infection_by_snomed_and_prefix_icd():
@@ -328,9 +353,16 @@ def test_draft_and_proposal_opioid_orders_are_not_current():
 
 
 def test_deformity_with_spine_symptoms():
+    """Errata 4: scoliosis is assessed on standing full-length films, spondylolisthesis on flexion/extension films
+    of its own region."""
     finding = run(condition("M41.26"), condition("M54.50", onset_days_ago=20)).finding("deformity")
-    assert keys(finding)[0] == "xr-lumbar-flex-ext"
+    assert keys(finding)[0] == "xr-spine-scoliosis" and "xr-lumbar-flex-ext" not in keys(finding)
     assert run(condition("M41.26")).card_types == ()
+    lumbar = run(condition("M43.16"), condition("M54.50", onset_days_ago=20)).finding("deformity")
+    assert keys(lumbar)[0] == "xr-lumbar-flex-ext" and lumbar.region == "lumbar"
+    cervical = run(condition("M43.12"), condition("M54.2", onset_days_ago=20)).finding("deformity")
+    assert keys(cervical)[0] == "xr-cervical-flex-ext" and cervical.region == "cervical"
+    assert "xr-lumbar-flex-ext" not in keys(cervical)
 
 
 def test_alternative_pain_generator_only_alongside_a_surgical_pathway_card():
@@ -346,9 +378,10 @@ def risks(*resources):
     return finding.details["risks"] if finding else ()
 
 
-@pytest.mark.parametrize(("value", "unit", "risk"), [(8.0, "%", False), (8.1, "%", True),
-                                                     (64, "mmol/mol", False), (65, "mmol/mol", True)])
-def test_hba1c_above_8_percent_is_uncontrolled_diabetes(value, unit, risk):
+@pytest.mark.parametrize(("value", "unit", "risk"), [(7.9, "%", False), (8.0, "%", True), (8.1, "%", True),
+                                                     (63, "mmol/mol", False), (64, "mmol/mol", True)])
+def test_hba1c_of_8_percent_or_more_is_uncontrolled_diabetes(value, unit, risk):
+    """PMID 39829428's high-risk stratum is 8.0 % and above (Errata 8)."""
     assert ("uncontrolled-diabetes" in risks(observation("4548-4", value, unit, days_ago=30))) is risk
 
 
@@ -432,8 +465,16 @@ def test_scs_consideration_nearest_misses(change, value):
 
 
 def test_no_scs_card_when_a_stimulator_is_present():
-    assert "scs-consider" not in scs_case(200, 6, True, procedure("63650", days_ago=100)).card_types
+    """Errata 7: a device in place needs a generator (or Z96.82); a lead alone (63650, also a trial) is not one, and
+    an explant after the implant clears it."""
+    assert "scs-consider" not in scs_case(200, 6, True, procedure("63685", days_ago=100)).card_types
+    assert "scs-consider" not in scs_case(200, 6, True, procedure("L8687", system="hcpcs", days_ago=100)).card_types
     assert "scs-consider" not in scs_case(200, 6, True, condition("Z96.82")).card_types
+    assert "scs-consider" in scs_case(200, 6, True, procedure("63650", days_ago=100)).card_types
+    explanted = scs_case(200, 6, True, procedure("63685", days_ago=100), procedure("63688", days_ago=20))
+    assert "scs-consider" in explanted.card_types
+    reimplanted = scs_case(200, 6, True, procedure("63688", days_ago=100), procedure("63685", days_ago=20))
+    assert "scs-consider" not in reimplanted.card_types
 
 
 def test_scs_removal_is_not_presence():
@@ -450,7 +491,7 @@ def test_scs_implant_is_not_an_index_surgery():
 
 def test_cards_come_in_catalogue_order_one_per_type():
     evaluation = run(procedure("22612", days_ago=400), procedure("63030", days_ago=800),
-                     condition("M54.16", onset_days_ago=200), condition("M96.0", onset_days_ago=100),
+                     condition("M54.16", onset_days_ago=200),
                      condition("R26.2"), condition("M41.26"), condition("M46.1"), condition("I25.10"),
                      condition("M54.12", onset_days_ago=100),
                      medication_request("1049621", start_days_ago=120, supply_days=120),

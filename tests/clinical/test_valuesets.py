@@ -25,7 +25,7 @@ def test_each_file_is_a_valid_fhir_r4_value_set_with_intent_and_provenance(entry
 
 
 def test_every_value_set_of_the_specification_is_present():
-    expected = {f"VS-{n:02d}" for n in range(1, 21)} - {"VS-03", "VS-05"} | {"VS-LAB-A1C", "VS-PAIN", "VS-IMG",
+    expected = {f"VS-{n:02d}" for n in range(1, 22)} - {"VS-03", "VS-05"} | {"VS-LAB-A1C", "VS-PAIN", "VS-IMG",
                                                                             "VS-REFERRAL"}
     assert set(value_sets()) == expected
     # VS-03 and VS-05 are subsets of VS-02 and VS-04, as the specification's own tables define them.
@@ -106,6 +106,19 @@ def test_non_opioids_carry_the_vsac_codes():
     rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm"
     for code in ("310431", "483450", "198014", "197807", "152695", "828348", "596930", "198440"):
         assert non_opioids.lookup(rxnorm, code) is not None
+
+
+def test_non_opioids_are_analgesics_at_analgesic_dose():
+    """Errata 6: VS-20 holds analgesics only; low-dose aspirin and the VSAC list's non-analgesics are excluded."""
+    non_opioids = value_set("VS-20")
+    resource = orjson.loads((FOLDER / "VS-20.json").read_bytes())
+    excluded = {c["display"].lower() for c in resource["compose"]["exclude"][0]["concept"]}
+    kept = [m.display.lower() for m in non_opioids.with_attribute("subset", "product")]
+    for word in ("zolpidem", "ondansetron", "dextromethorphan", "lamotrigine", "furosemide", "menthol"):
+        assert not any(word in display for display in kept), word
+        assert any(word in display for display in excluded), word
+    assert not any(re.search(r"\baspirin (81|162) mg", display) for display in kept)
+    assert any(re.search(r"\baspirin 325 mg", display) for display in kept)
 
 
 def test_unverified_codes_are_listed(capsys):
