@@ -165,3 +165,28 @@ def test_the_services_own_referrals_signed_back_are_classified_by_their_codes(ke
              "performerType": {"coding": [{"system": c["system"], "code": c["code"]}  # no words to fall back on
                                           for c in template["performerType"]["coding"]]}}
     assert classify("ServiceRequest", draft, "ServiceRequest/proposed").kind == kind
+
+
+# Issue 21: order cards read the order. Through HTTP, on the fixtures' own charts.
+
+def _first_order(context):
+    return context["draftOrders"]["entry"][0]["resource"]
+
+
+@pytest.mark.parametrize("priority", ["stat", "urgent", "asap"])
+def test_an_urgent_mri_is_never_called_not_indicated_or_a_duplicate(app, priority):
+    for name in ("33-order-early-imaging-not-indicated", "35-order-duplicate-imaging"):
+        assert types(call(app, name)), name  # the routine order gets its card
+        assert types(call(app, name, mutate=lambda c: _first_order(c).update(priority=priority))) == [], name
+
+
+def test_an_mri_ordered_for_suspected_cauda_equina_is_never_called_not_indicated(app):
+    reason = [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "G83.4"}]}]
+    assert types(call(app, "33-order-early-imaging-not-indicated",
+                      mutate=lambda c: _first_order(c).update(reasonCode=reason))) == []
+
+
+def test_another_contrast_protocol_is_not_a_duplicate(app):
+    with_contrast = {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "72158"}]}
+    assert types(call(app, "35-order-duplicate-imaging",
+                      mutate=lambda c: _first_order(c).update(code=with_contrast))) == []

@@ -161,7 +161,7 @@ class Facts:
     def __init__(self, now: datetime, thresholds: Thresholds, regions: Mapping[str, RegionFacts],  # noqa: PLR0917 (the fields, in order)
                  last_surgery: Surgery | None, post_op_days: int | None,
                  fbss_diagnoses: tuple[Evidence, ...], neuro_deficit: tuple[Evidence, ...],
-                 red_flag_conditions: Mapping[str, tuple[tuple[ConditionEntry, Evidence], ...]],
+                 red_flag_conditions: Mapping[str, tuple[tuple[ConditionEntry, Evidence, Member], ...]],
                  deformity: tuple[Evidence, ...], alt_generators: tuple[Evidence, ...],
                  scs_present: tuple[Evidence, ...], long_term_opioid: OpioidTherapy | None,
                  pain_scores: tuple[tuple[float, Evidence], ...], care_events: tuple[Evidence, ...],
