@@ -18,7 +18,16 @@ from cds_service.render.cards import CONTEXT_NAMES, CardRenderer
 from cds_service.render.catalogue import load_catalogue, template_variables
 from cds_service.render.citation import cite
 from cds_service.render.suggestions import validate_service_request
-from tests.clinical.builders import E, condition, imaging_report, lumbar_fbss, observation, procedure, run
+from tests.clinical.builders import (
+    E,
+    condition,
+    imaging_report,
+    lumbar_fbss,
+    medication_request,
+    observation,
+    procedure,
+    run,
+)
 from tests.support import assert_valid
 
 CARD_TYPES = ["red-flag", "fbss-imaging", "revision-referral", "neuro-deficit", "chronic-pain-specialist",
@@ -109,8 +118,11 @@ def _markdown_problems(detail: str) -> list[str]:
 
 
 def test_rendered_details_are_well_formed_markdown():
+    # Conservative care rather than a structural cause (pseudarthrosis) leads to revision referral here, so that
+    # the stimulator card (which a structural cause rules out) is rendered too.
     evaluation = run(procedure("22612", days_ago=400), procedure("63030", days_ago=800),
-                     condition("M54.16", onset_days_ago=200), condition("M96.0", onset_days_ago=100),
+                     condition("M54.16", onset_days_ago=200), medication_request("198014", start_days_ago=300,
+                                                                                 supply_days=200),
                      condition("R26.2"), condition("M41.26"), condition("M46.1"), condition("I25.10"),
                      observation("72514-3", 7, "{score}", days_ago=3), imaging_report("72158", days_ago=250),
                      observation("4548-4", 7.4, "%"))
