@@ -137,6 +137,11 @@ def red_flag_finding(facts: Facts) -> Finding | None:
     if not flags:
         return None
     region = symptomatic_region(facts)
+    flagged = set(flags)
+    named = {r for items in facts.red_flag_conditions.values() for _, ev, m in items if ev in flagged
+             for r in m.attributes.get("region", ())}
+    if named and region not in named:  # a cervical fracture is imaged in the neck, whatever else the chart holds
+        region = next(r for r in REGIONS if r in named)
     suggestions, _ = suggestions_for("red-flag", region, facts)
     return Finding("red-flag", "R1", tuple(flags), region, suggestions, {"findings": tuple(ev.display for ev in flags)})
 

@@ -231,6 +231,15 @@ def test_a_recent_vertebral_fracture_is_a_red_flag(fracture):
     assert not flagged(condition(fracture, onset_days_ago=400))
 
 
+@pytest.mark.parametrize(("fracture", "region", "study"), [("S12.000A", "cervical", "mri-cervical-wo-w"),
+                                                          ("S22.050A", "thoracic", "mri-thoracic-wo-w"),
+                                                          ("S32.010A", "lumbar", "mri-lumbar-wo-w")])
+def test_the_red_flag_card_images_the_region_of_the_fracture(fracture, region, study):
+    """A cervical fracture in a patient with old low back pain is imaged in the neck, not the lumbar spine."""
+    finding = run(condition("M54.50", onset_days_ago=900), condition(fracture, onset_days_ago=5)).finding("red-flag")
+    assert finding.region == region and keys(finding)[0] == study
+
+
 def test_a_fracture_sequela_is_not_a_new_fracture():
     assert not flagged(NEW_LBP, condition("S32.010S", onset_days_ago=10))
 
