@@ -90,18 +90,16 @@ class RegionFacts:
     symptom_onset: datetime | None
     structural: tuple[Evidence, ...]
     new_neuro_findings: tuple[Evidence, ...]
-    recent_imaging: Mapping[str, tuple[Evidence, ...]]
+    recent_studies: tuple[tuple[Evidence, str, str | None], ...]
+    """F16: the studies within IMAGING_SUPPRESS_DAYS after the last surgery, with modality and contrast protocol."""
     post_op_imaging: tuple[Evidence, ...]
-    recent_studies: tuple[tuple[Evidence, str, str | None], ...] = ()
-    """F16's studies with their modality and contrast protocol (O3 compares an order's protocol with them)."""
 
     def __init__(self, region: str, surgeries: tuple[Surgery, ...], last_surgery: Surgery | None,  # noqa: PLR0917 (the fields, in order)
                  post_op_days: int | None, surgeries_count: int, symptoms: tuple[Evidence, ...],
                  symptom_onset: datetime | None, structural: tuple[Evidence, ...],
                  new_neuro_findings: tuple[Evidence, ...],
-                 recent_imaging: Mapping[str, tuple[Evidence, ...]],
-                 post_op_imaging: tuple[Evidence, ...],
-                 recent_studies: tuple[tuple[Evidence, str, str | None], ...] = ()) -> None:
+                 recent_studies: tuple[tuple[Evidence, str, str | None], ...],
+                 post_op_imaging: tuple[Evidence, ...]) -> None:
         self.region = region
         self.surgeries = surgeries
         self.last_surgery = last_surgery
@@ -111,9 +109,12 @@ class RegionFacts:
         self.symptom_onset = symptom_onset
         self.structural = structural
         self.new_neuro_findings = new_neuro_findings
-        self.recent_imaging = recent_imaging
-        self.post_op_imaging = post_op_imaging
         self.recent_studies = recent_studies
+        self.post_op_imaging = post_op_imaging
+
+    def recent_imaging(self, modality: str) -> tuple[Evidence, ...]:
+        """F16 for one modality: its studies on file (the suggestions leave that modality out and cite them)."""
+        return tuple(ev for ev, kind, _ in self.recent_studies if kind == modality)
 
     @property
     def prior_surgery(self) -> bool:
@@ -485,13 +486,13 @@ def _region_facts(region: str, surgeries: tuple[Surgery, ...], shared: _Shared) 
     new_neuro += [ev for e, ev, m in shared.current.get("VS-06", ())
                   if not m.has("role", "supporting") and region in m.attributes.get("region", REGIONS)
                   and _onset_after(e, last)]
-    recent, post_op, studies = _region_imaging(region, last, shared)
+    studies, post_op = _region_imaging(region, last, shared)
     return RegionFacts(
         region=region, surgeries=surgeries, last_surgery=last,
         post_op_days=days_between(last.date, shared.now) if last and last.date else None, surgeries_count=count,
         symptoms=symptoms, symptom_onset=min(onsets) if onsets else None,
         structural=_structural_causes(region, surgeries, last, shared), new_neuro_findings=tuple(new_neuro),
-        recent_imaging=recent, post_op_imaging=post_op, recent_studies=studies,
+        recent_studies=studies, post_op_imaging=post_op,
     )
 
 
@@ -534,12 +535,11 @@ def _structural_causes(region: str, surgeries: tuple[Surgery, ...], last: Surger
 
 
 def _region_imaging(region: str, last: Surgery | None, shared: _Shared) -> tuple[
-        Mapping[str, tuple[Evidence, ...]], tuple[Evidence, ...], tuple[tuple[Evidence, str, str | None], ...]]:
-    """F16 (by modality, within IMAGING_SUPPRESS_DAYS; and each study with its contrast protocol) and F17 (MRI/CT,
-    any time) after the last surgery."""
-    recent: dict[str, list[Evidence]] = {}
-    post_op: list[Evidence] = []
+        tuple[tuple[Evidence, str, str | None], ...], tuple[Evidence, ...]]:
+    """F16 (each study within IMAGING_SUPPRESS_DAYS, with modality and contrast protocol) and F17 (MRI/CT, any
+    time) after the last surgery."""
     studies: list[tuple[Evidence, str, str | None]] = []
+    post_op: list[Evidence] = []
     since = shared.now - timedelta(days=shared.thresholds.imaging_suppress_days)
     for entry, ev, modality, img_regions, contrast in shared.imaging:
         if region not in img_regions or entry.date is None or entry.date > shared.now:
@@ -547,11 +547,10 @@ def _region_imaging(region: str, last: Surgery | None, shared: _Shared) -> tuple
         if last is not None and last.date is not None and entry.date <= last.date:
             continue
         if entry.date >= since:
-            recent.setdefault(modality, []).append(ev)
             studies.append((ev, modality, contrast))
         if last is not None and modality in ("MRI", "CT"):
             post_op.append(ev)
-    return {m: tuple(evs) for m, evs in recent.items()}, tuple(post_op), tuple(studies)
+    return tuple(studies), tuple(post_op)
 
 
 def _imaging(record: PatientRecord) -> tuple[tuple[OrderOrStudy, Evidence, str, frozenset[str], str | None], ...]:
@@ -572,9 +571,8 @@ def _imaging(record: PatientRecord) -> tuple[tuple[OrderOrStudy, Evidence, str, 
         if modality == "unknown":
             continue
         what = f"{modality} {'/'.join(sorted(regions))}"
-        contrast = member.first("contrast")
         out.append((entry, _evidence(entry.reference, what, coding, member, entry.date), modality, regions,
-                    None if contrast == "unspecified" else contrast))
+                    member.first("contrast")))
     return tuple(out)
 
 

@@ -156,10 +156,11 @@ def _order_overrides(order: OrderItem) -> bool:
 
 def _same_protocol(order: OrderItem, contrast: str | None) -> bool:
     """Whether a study on file is the protocol ordered: for MRI and CT the contrast must be known on both and equal
-    (a study of unspecified contrast is never the same protocol); radiographs have none to compare."""
+    (a code of unspecified contrast, such as LOINC 24968-0, is never the same protocol); radiographs have none to
+    compare."""
     if order.modality not in ("MRI", "CT"):
         return True
-    return order.contrast is not None and order.contrast not in ("unspecified",) and contrast == order.contrast
+    return order.contrast not in (None, "unspecified") and contrast == order.contrast
 
 
 def _new_since(facts: Facts, since: datetime, regions: frozenset[str]) -> bool:

@@ -35,7 +35,7 @@ def suggestions_for(card_type: str, region: str | None, facts: Facts,
     for row in rows:
         if "study" in row:
             modality = _STUDY_MODALITY.get(row["study"])
-            recent = region_facts.recent_imaging.get(modality, ()) if region_facts and modality else ()
+            recent = region_facts.recent_imaging(modality) if region_facts and modality else ()
             if recent and not row.get("always"):
                 omitted.extend(recent)
                 continue

@@ -58,8 +58,12 @@ def this_patients(resources: list[dict], patient_id: str) -> list[dict]:
             f"The patient data is not the context patient's: {mismatch}. The service evaluates the data of "
             "context.patientId only; check the prefetch (or the FHIR server's answer) for this patient.")
     kept, dropped = own_resources(resources, patient_id)
-    if dropped:
-        count_foreign(dropped)
-        log.warning("resources of another patient dropped", extra={
-            "dropped": len(dropped), "resource_types": sorted(set(dropped))})
+    report_foreign(dropped, "resources of another patient dropped")
     return kept
+
+
+def report_foreign(resource_types: list[str], message: str) -> None:
+    """Count and log what was left out as another patient's: by resource type only, never an identifier."""
+    if resource_types:
+        count_foreign(resource_types)
+        log.warning(message, extra={"dropped": len(resource_types), "resource_types": sorted(set(resource_types))})
