@@ -67,7 +67,9 @@ SETTINGS: tuple[Setting, ...] = (
             "local", "production"),
     Setting("HOST", _str, "Address `cds-service serve` binds to.", "127.0.0.1", "0.0.0.0"),  # noqa: S104
     Setting("PORT", _int, "Port `cds-service serve` listens on.", 8080, 8080),
-    Setting("WORKERS", _int, "gunicorn sync worker processes; `0` means one per CPU core.", 0, 0),
+    Setting("WORKERS", _int, "gunicorn worker processes; `0` means one per CPU core.", 0, 0),
+    Setting("THREADS", _int, "Threads per worker (gunicorn gthread): how many calls one worker holds at once, so that "
+            "a slow client holds a thread, not the worker.", 8, 8),
     Setting("INSTANCE_PATH", _str, "Folder for local state (the SQLite database). Default: Flask's instance "
             "folder, `./instance` in a source checkout.", None, None),
     Setting("DATABASE_URL", _str, "SQLAlchemy URL of the service's database. Default: SQLite file "
@@ -78,15 +80,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CORS_ORIGINS", _list, "Comma-separated browser origins allowed by CORS; `*` allows any. "
             "Local: any; production: none unless listed.", ("*",), ()),
     Setting("PUBLIC_BASE_URL", _str, "Externally visible base URL of the service (scheme, host, optional path "
-            "prefix), e.g. `https://cds.example.org`; used where the service must name its own URL.", None, None),
+            "prefix), e.g. `https://cds.example.org`: the JWT audience is this plus the endpoint's path. Required in "
+            "production (the Host header never decides the audience).", None, None),
     Setting("FHIR_DEADLINE_SECONDS", _float, "Time budget for all FHIR-server calls of one hook request (backfill "
             "of prefetch the client did not send); what is not back by then counts as unavailable.", 2.0, 2.0),
     Setting("FHIR_CONNECT_TIMEOUT_SECONDS", _float, "Connect timeout of each FHIR-server call (capped by the "
             "remaining deadline).", 0.5, 0.5),
     Setting("FHIR_READ_TIMEOUT_SECONDS", _float, "Read timeout of each FHIR-server call (capped by the remaining "
             "deadline).", 1.5, 1.5),
+    Setting("FHIR_MAX_RESPONSE_BYTES", _int, "Largest FHIR-server response read, after decompression (larger "
+            "ones, a gzip bomb included, count as unavailable).", 32 * 1024 * 1024, 32 * 1024 * 1024),
+    Setting("FHIR_MAX_CONCURRENT_PER_ORIGIN", _int, "FHIR-server calls one worker makes at once to one server "
+            "(scheme, host, port), so a slow server cannot take the capacity used for the others.", 4, 4),
     Setting("FHIR_MAX_PAGES", _int, "Most search pages followed per prefetch key (`next` links); more makes the data "
             "incomplete, hence unavailable.", 10, 10),
+    Setting("DATABASE_TIMEOUT_SECONDS", _float, "Connect timeout and longest wait for a pooled connection to the "
+            "database; past it the call is answered 503 with Retry-After (never a hang).", 3.0, 3.0),
+    Setting("SPOOL_MAX_BYTES", _int, "Largest size of the ledger spool (cards answered and not yet in the database, "
+            "in the instance folder's `spool/`); past it the instance is not ready and new cards are refused (503).",
+            256 * 1024 * 1024, 256 * 1024 * 1024),
     Setting("TRUSTED_ISSUERS", _str, "JSON file of the JWT issuers (CDS clients) the service trusts, with their keys "
             "(see README). Production trusts no one else; the local profile also trusts the public CDS Hooks Sandbox.",
             None, None),
@@ -113,6 +125,7 @@ class Settings:
     host: str
     port: int
     workers: int
+    threads: int
     instance_path: str | None
     database_url: str | None
     max_body_bytes: int
@@ -121,7 +134,11 @@ class Settings:
     fhir_deadline_seconds: float
     fhir_connect_timeout_seconds: float
     fhir_read_timeout_seconds: float
+    fhir_max_response_bytes: int
+    fhir_max_concurrent_per_origin: int
     fhir_max_pages: int
+    database_timeout_seconds: float
+    spool_max_bytes: int
     trusted_issuers: str | None
     jwt_algorithms: tuple[str, ...]
     jwt_leeway_seconds: int
@@ -192,5 +209,16 @@ def _check(settings: Settings) -> None:
         raise ConfigError("CDS_FHIR_* timeouts must be positive and CDS_FHIR_MAX_PAGES at least 1")
     if settings.workers < 0:
         raise ConfigError("CDS_WORKERS must be 0 (one per core) or more")
+    if settings.threads < 1:
+        raise ConfigError("CDS_THREADS must be at least 1")
+    if min(settings.fhir_max_response_bytes, settings.fhir_max_concurrent_per_origin, settings.spool_max_bytes) < 1 \
+            or settings.database_timeout_seconds <= 0:
+        raise ConfigError("CDS_FHIR_MAX_RESPONSE_BYTES, CDS_FHIR_MAX_CONCURRENT_PER_ORIGIN, CDS_SPOOL_MAX_BYTES and "
+                          "CDS_DATABASE_TIMEOUT_SECONDS must be positive")
+    if settings.is_production and not settings.public_base_url:
+        # Otherwise the expected JWT audience would come from the request's Host header, which the caller chooses:
+        # a token minted for another service would be accepted with a spoofed Host.
+        raise ConfigError("CDS_PUBLIC_BASE_URL is required in the production profile (the JWT audience is this URL "
+                          "plus the endpoint's path), e.g. https://cds.example.org")
     if settings.public_base_url and not settings.public_base_url.startswith(("https://", "http://")):
         raise ConfigError("CDS_PUBLIC_BASE_URL must be an absolute http(s) URL")

@@ -23,6 +23,8 @@ def make_app(tmp_path):
     def _make(**config):
         config.setdefault("TESTING", True)
         config.setdefault("INSTANCE_PATH", str(tmp_path / "instance"))
+        if config.get("PROFILE") == "production":
+            config.setdefault("PUBLIC_BASE_URL", "http://localhost")  # the test client's URL root
         app = create_app(config)
         app.test_client_class = SchemaCheckingClient
         return app

@@ -27,6 +27,7 @@ def test_create_app_with_test_config(tmp_path):
 
 def test_create_app_reads_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("CDS_PROFILE", "production")
+    monkeypatch.setenv("CDS_PUBLIC_BASE_URL", "https://cds.example.org")
     monkeypatch.setenv("CDS_INSTANCE_PATH", str(tmp_path))
     app = create_app()
     assert app.extensions["cds.settings"].is_production

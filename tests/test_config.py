@@ -22,7 +22,7 @@ def test_local_profile_is_the_default():
 
 
 def test_production_profile_defaults():
-    settings = load_settings({"CDS_PROFILE": "production"})
+    settings = load_settings({"CDS_PROFILE": "production", "CDS_PUBLIC_BASE_URL": "https://cds.example.org"})
     assert settings.is_production
     assert settings.host == "0.0.0.0"  # noqa: S104 (inside the container)
     assert settings.cors_origins == ()
@@ -56,6 +56,11 @@ def test_overrides_beat_the_environment():
     ({"CDS_LOG_LEVEL": "chatty"}, "CDS_LOG_LEVEL"),
     ({"CDS_PUBLIC_BASE_URL": "cds.example.org"}, "CDS_PUBLIC_BASE_URL"),
     ({"CDS_WORKERS": "-1"}, "CDS_WORKERS"),
+    ({"CDS_THREADS": "0"}, "CDS_THREADS"),
+    ({"CDS_SPOOL_MAX_BYTES": "0"}, "CDS_SPOOL_MAX_BYTES"),
+    ({"CDS_DATABASE_TIMEOUT_SECONDS": "0"}, "CDS_DATABASE_TIMEOUT_SECONDS"),
+    # Production without its public URL would take the JWT audience from the Host header, which the caller sets.
+    ({"CDS_PROFILE": "production"}, "CDS_PUBLIC_BASE_URL is required"),
 ])
 def test_bad_values_are_refused_at_start_up(environ, message):
     with pytest.raises(ConfigError, match=message):

@@ -200,6 +200,20 @@ def test_public_base_url_is_the_audience_behind_a_proxy(make_app, tmp_path):
     assert client.get(DISCOVERY, headers=bearer(good)).status_code == 200
 
 
+def test_a_spoofed_host_header_never_decides_the_audience(make_app, tmp_path):
+    """A token minted for another service (its URL as aud) is refused even when the request claims that host."""
+    path = trusted_issuers_file(tmp_path / "issuers.json", ISSUER.config())
+    app = make_app(PROFILE="production", TRUSTED_ISSUERS=path, PUBLIC_BASE_URL="https://cds.example.org")
+    client = app.test_client()
+    other = ISSUER.token("https://other-service.example.org" + DISCOVERY)
+    response = client.get(DISCOVERY, headers={**bearer(other), "Host": "other-service.example.org"},
+                          base_url="https://other-service.example.org")
+    assert response.status_code == 401
+    mine = ISSUER.token("https://cds.example.org" + DISCOVERY)
+    assert client.get(DISCOVERY, headers={**bearer(mine), "Host": "other-service.example.org"},
+                      base_url="https://other-service.example.org").status_code == 200
+
+
 def test_tenant_on_the_list_is_accepted(production):
     assert post(production, TENANT_ISSUER.token(LOCAL_ROOT + PV, tenant="hospital-a")).status_code == 200
 
@@ -291,7 +305,8 @@ def test_bad_trusted_issuers_file_stops_start_up(tmp_path, content):
     path = tmp_path / "issuers.json"
     path.write_text(content)
     with pytest.raises(ConfigError, match="CDS_TRUSTED_ISSUERS"):
-        create_app({"INSTANCE_PATH": str(tmp_path), "PROFILE": "production", "TRUSTED_ISSUERS": str(path)})
+        create_app({"INSTANCE_PATH": str(tmp_path), "PROFILE": "production", "TRUSTED_ISSUERS": str(path),
+                    "PUBLIC_BASE_URL": "https://cds.example.org"})
 
 
 def test_security_headers(production, app):

@@ -21,7 +21,8 @@ PROTECTED_BLUEPRINTS = frozenset({"discovery", "invocation", "feedback", "analyt
 
 
 def endpoint_audience() -> str:
-    """The URL the client called, as it knows it (CDS_PUBLIC_BASE_URL when the service is behind a proxy)."""
+    """The URL the client called, as it knows it: CDS_PUBLIC_BASE_URL plus the path. Only the local profile may go
+    without it (the settings refuse production without it), and then the URL the request was sent to stands in."""
     base = current_app.extensions["cds.settings"].public_base_url or request.url_root
     return base.rstrip("/") + request.path
 
