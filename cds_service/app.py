@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -37,6 +38,7 @@ from cds_service.storage.database import create_database_engine
 from cds_service.storage.ledger import CardLedger
 from cds_service.storage.migrate import upgrade
 from cds_service.storage.patient_hash import patient_hasher
+from cds_service.storage.spool import Spool
 from cds_service.terminology.valuesets import value_sets
 
 _SETTING_NAMES = {setting.name for setting in SETTINGS}
@@ -62,17 +64,25 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     prepare_clinical_core()  # and the lookup tables built from them
     app.extensions["cds.renderer"] = CardRenderer()  # card templates parsed once, before the workers fork
     app.extensions["cds.clock"] = _utc_now
-    app.extensions["cds.fhir_client"] = FhirClient()
+    app.extensions["cds.fhir_client"] = FhirClient(max_per_origin=settings.fhir_max_concurrent_per_origin)
     app.extensions["cds.fetch_policy"] = FetchPolicy(
         production=settings.is_production, deadline=settings.fhir_deadline_seconds,
         connect_timeout=settings.fhir_connect_timeout_seconds, read_timeout=settings.fhir_read_timeout_seconds,
-        max_pages=settings.fhir_max_pages)
+        max_pages=settings.fhir_max_pages, max_response_bytes=settings.fhir_max_response_bytes)
     app.extensions["cds.services"] = ServiceRegistry(declared_services())
-    app.extensions["cds.database"] = create_database_engine(settings.database_url_for(app.instance_path))
+    app.extensions["cds.database"] = create_database_engine(settings.database_url_for(app.instance_path),
+                                                                  settings.database_timeout_seconds)
 
     database = app.extensions["cds.database"]
     upgrade(database)  # the schema is migrated at start-up (also `cds-service db upgrade`), never by hand
-    app.extensions["cds.ledger"] = CardLedger(database)
+    ledger = CardLedger(database, Spool(Path(app.instance_path, "spool")), max_spool_bytes=settings.spool_max_bytes)
+    try:
+        ledger.replay()  # what a crashed or stopped process left in the spool, before anything new is answered
+    except OSError as exc:
+        log.error("ledger spool cannot be read at start-up", extra={"error_type": type(exc).__name__})
+    app.extensions["cds.ledger"] = ledger
+    # No connection opened here may cross gunicorn's fork: each worker opens its own (server.py disposes again).
+    database.dispose()
     app.extensions["cds.patient_hasher"] = patient_hasher(settings.patient_hash_secret, app.instance_path)
     app.extensions["cds.knowledge_version"] = knowledge_version(app.extensions["cds.thresholds"])
     _install_cors(app, settings)

@@ -1,27 +1,40 @@
 """Read the data a CDS client did not prefetch from its FHIR server, within one deadline per hook request.
 
-One pooled `requests.Session` and one small thread pool per worker process (created after gunicorn forks). Every
-call carries `Authorization: Bearer <fhirAuthorization.access_token>` and `Accept: application/fhir+json`, has
-connect/read timeouts capped by what remains of the deadline, and is retried once on a connection error or a
-502/503/504. Search pages are followed through `link[relation=next]` up to a page cap, and only on the FHIR server's
-own origin, so the token never leaves it. URLs (which carry patient ids) and tokens are never logged.
+One pooled `requests.Session` per worker process (created after gunicorn forks) and one small thread pool per FHIR
+server origin, so a slow or dead server holds only its own threads (`max_per_origin`), never those that calls to other
+servers use; a call whose data was all prefetched never touches a pool. Every call carries `Authorization: Bearer
+<fhirAuthorization.access_token>` and `Accept: application/fhir+json`, has connect/read timeouts capped by what
+remains of the deadline, and is retried once on a connection error (a connect timeout included) or a 502/503/504.
+
+The deadline holds on the wire: a read timeout bounds each `recv`, not a server that trickles one byte a second, so
+every socket a read uses is registered with its hook call, and when the deadline passes the call shuts them down:
+whatever thread was reading returns at once. Bodies are read with a byte cap, compressed and decompressed (a gzip
+bomb is refused after `max_response_bytes` of output, not after it filled the memory). Search pages are followed
+through `link[relation=next]` up to a page cap, and only on the FHIR server's own origin, so the token never leaves
+it. URLs (which carry patient ids) and tokens are never logged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import threading
 import time
+import zlib
+from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 log = logging.getLogger("cds_service.fhir")
 
@@ -47,6 +60,7 @@ class FetchPolicy:
     connect_timeout: float
     read_timeout: float
     max_pages: int
+    max_response_bytes: int = 32 * 1024 * 1024
 
     def refusal(self, base_url: str, token: str | None) -> str | None:
         """Why the service must not call this FHIR server (None when it may)."""
@@ -66,65 +80,152 @@ def same_origin(url: str, base_url: str) -> bool:
 
 
 class FhirClient:
-    """Parallel, deadline-bound reads from a FHIR server for one process."""
+    """Parallel, deadline-bound reads from FHIR servers for one process."""
 
-    def __init__(self, max_workers: int = 8) -> None:
-        self._max_workers = max_workers
+    MAX_ORIGINS = 32  # pools kept for this many FHIR servers; the least recently used one beyond is let go
+
+    def __init__(self, max_per_origin: int = 4) -> None:
+        self._max_per_origin = max_per_origin
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._session: requests.Session | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._pools: OrderedDict[tuple[str, str | None, int | None], ThreadPoolExecutor] = OrderedDict()
 
-    def _resources(self) -> tuple[requests.Session, ThreadPoolExecutor]:
-        """The session and pool of this process (gunicorn forks after start-up: never share them across workers)."""
+    def _resources(self, base_url: str) -> tuple[requests.Session, ThreadPoolExecutor]:
+        """The session of this process and the pool of this origin (gunicorn forks after start-up: never share them
+        across workers)."""
+        parts = urlsplit(base_url)
+        origin = (parts.scheme, parts.hostname, parts.port)
         with self._lock:
-            if self._pid != os.getpid() or self._session is None or self._pool is None:
+            if self._pid != os.getpid() or self._session is None:
                 self._pid = os.getpid()
+                self._pools = OrderedDict()
                 self._session = requests.Session()
-                adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self._max_workers)
+                adapter = HTTPAdapter(pool_connections=self.MAX_ORIGINS, pool_maxsize=self._max_per_origin)
+                adapter.poolmanager.pool_classes_by_scheme = {"http": _TrackedPool, "https": _TrackedTlsPool}
                 self._session.mount("https://", adapter)
                 self._session.mount("http://", adapter)
-                self._pool = ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="fhir-fetch")
-            return self._session, self._pool
+            pool = self._pools.get(origin)
+            if pool is None:
+                pool = ThreadPoolExecutor(max_workers=self._max_per_origin, thread_name_prefix="fhir-fetch")
+                self._pools[origin] = pool
+                if len(self._pools) > self.MAX_ORIGINS:
+                    _, oldest = self._pools.popitem(last=False)
+                    oldest.shutdown(wait=False)  # its running reads end at their own deadlines
+            self._pools.move_to_end(origin)
+            return self._session, pool
 
     def fetch_all(self, base_url: str, token: str | None, urls: Mapping[str, str],
                   policy: FetchPolicy) -> dict[str, FetchResult]:
-        """Fetch every key's URL (relative to `base_url`, or an absolute next-page URL) before the deadline."""
+        """Fetch every key's URL (relative to `base_url`, or an absolute next-page URL) before the deadline; what is
+        not back by then is cancelled on the wire and counts as timed out."""
         if not urls:
             return {}
-        session, pool = self._resources()
-        headers = {"Accept": "application/fhir+json"}
+        session, pool = self._resources(base_url)
+        headers = {"Accept": "application/fhir+json", "Accept-Encoding": "gzip, deflate"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         read = _Read(session, base_url, headers, time.monotonic() + policy.deadline, policy)
         futures: dict[Future[FetchResult], str] = {pool.submit(read.fetch, url): key for key, url in urls.items()}
         results: dict[str, FetchResult] = {}
         pending = set(futures)
-        while pending:
-            remaining = read.deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            done, pending = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
-            for future in done:
-                results[futures[future]] = future.result()
+        try:
+            while pending:
+                remaining = read.deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                done, pending = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
+                for future in done:
+                    results[futures[future]] = future.result()
+        finally:
+            read.cancel()  # every socket still in use is shut down: no thread reads on past the deadline
         for future in pending:
             future.cancel()
             results[futures[future]] = FetchResult(error="timed out")
         return results
 
 
-@dataclass(frozen=True)
+_current = threading.local()  # the _Read a fetch thread is working for, so its connections can register sockets
+
+
+def _track(sock: socket.socket | None) -> None:
+    read = getattr(_current, "read", None)
+    if sock is not None and read is not None:
+        read.register(sock)
+
+
+class _TrackedConnection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _track(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        _track(self.sock)  # a kept-alive connection: connect() is not called again
+        super().request(*args, **kwargs)
+
+
+class _TrackedTlsConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _track(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        _track(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _TrackedPool(HTTPConnectionPool):
+    ConnectionCls = _TrackedConnection
+
+
+class _TrackedTlsPool(HTTPSConnectionPool):
+    ConnectionCls = _TrackedTlsConnection
+
+
+class ResponseTooLarge(Exception):
+    """A FHIR response (or its decompressed form) passed the byte cap."""
+
+
+@dataclass
 class _Read:
-    """The reads of one hook request: one session, one origin, one set of headers, one deadline."""
+    """The reads of one hook request: one session, one origin, one set of headers, one deadline, and the sockets in
+    use, to shut down when the deadline passes."""
 
     session: requests.Session
     base_url: str
     headers: Mapping[str, str]
     deadline: float
     policy: FetchPolicy
+    cancelled: bool = False
+    _sockets: set[socket.socket] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def register(self, sock: socket.socket) -> None:
+        with self._lock:
+            if not self.cancelled:
+                self._sockets.add(sock)
+                _current.sockets.append(sock)
+                return
+        _shut(sock)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            _shut(sock)
 
     def fetch(self, url: str) -> FetchResult:
-        """A read, or a search with its pages merged into one Bundle."""
+        """A read, or a search with its pages merged into one Bundle (in a pool thread)."""
+        _current.read, _current.sockets = self, []
+        try:
+            return self._fetch(url)
+        finally:
+            with self._lock:  # done with them: a kept-alive socket may serve another call next
+                self._sockets.difference_update(_current.sockets)
+            _current.read, _current.sockets = None, []
+
+    def _fetch(self, url: str) -> FetchResult:
         target: str | None = url if urlsplit(url).scheme else f"{self.base_url.rstrip('/')}/{url.lstrip('/')}"
         first: dict[str, Any] | None = None
         entries: list[Any] = []
@@ -134,8 +235,7 @@ class _Read:
                 return FetchResult(error="next page is on another server (not followed)", pages=pages)
             if pages >= self.policy.max_pages:
                 return FetchResult(error=f"more than {self.policy.max_pages} pages", pages=pages)
-            response, error = self._send(target)
-            page, error = (None, error) if response is None else _interpret(response)
+            page, error = self._send(target)
             if page is None:
                 return FetchResult(error=error, pages=pages)
             pages += 1
@@ -148,43 +248,121 @@ class _Read:
         merged["entry"] = entries
         return FetchResult(resource=merged, pages=pages)
 
-    def _send(self, url: str) -> tuple[requests.Response | None, str | None]:
-        """GET with timeouts capped by the deadline; one retry on a connection error or 502/503/504."""
+    def _send(self, url: str) -> tuple[dict[str, Any] | None, str | None]:
+        """GET with timeouts capped by the deadline; one retry on a connection error (a connect timeout included)
+        or 502/503/504."""
         for attempt in (1, 2):
             remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self.cancelled:
                 return None, "timed out"
             timeout = (min(self.policy.connect_timeout, remaining), min(self.policy.read_timeout, remaining))
             started = time.monotonic()
             try:
-                response = self.session.get(url, headers=self.headers, timeout=timeout, allow_redirects=False)
-            except requests.Timeout:
-                return None, "timed out"
-            except requests.ConnectionError:
-                if attempt == 1:
+                response = self.session.get(url, headers=self.headers, timeout=timeout, allow_redirects=False,
+                                            stream=True)
+            except requests.RequestException as exc:
+                # A connection error is retried once, a connect timeout included (requests.ConnectTimeout is both a
+                # Timeout and a ConnectionError); a read timeout is not: the server is there, and slow.
+                retry = isinstance(exc, requests.ConnectTimeout) or (
+                    isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout))
+                if retry and attempt == 1 and not self.cancelled:
                     continue
-                return None, "could not connect"
-            log.info("fhir read", extra={"status": response.status_code,
-                                         "duration_ms": round((time.monotonic() - started) * 1000, 1)})
-            if response.status_code in _RETRY_STATUSES and attempt == 1:
-                continue
-            return response, None
+                timed_out = isinstance(exc, requests.Timeout) or self.cancelled
+                return None, "timed out" if timed_out else "could not connect"
+            with response:
+                log.info("fhir read", extra={"status": response.status_code,
+                                             "duration_ms": round((time.monotonic() - started) * 1000, 1)})
+                if response.status_code in _RETRY_STATUSES and attempt == 1:
+                    continue
+                return self._interpret(response)
         return None, "the FHIR server kept failing"
 
+    def _interpret(self, response: requests.Response) -> tuple[dict[str, Any] | None, str | None]:
+        """The FHIR resource of a 200 answer, or why there is none."""
+        if response.status_code in (401, 403):
+            return None, f"the FHIR server refused the token (HTTP {response.status_code})"
+        if response.status_code != 200:
+            return None, f"the FHIR server answered HTTP {response.status_code}"
+        content, error = self._content(response)
+        if content is None:
+            return None, error
+        try:
+            body = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            return None, "the FHIR server sent malformed JSON"
+        if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+            return None, "the FHIR server sent something that is not a FHIR resource"
+        return body, None
 
-def _interpret(response: requests.Response) -> tuple[dict[str, Any] | None, str | None]:
-    """The FHIR resource of a 200 answer, or why there is none."""
-    if response.status_code in (401, 403):
-        return None, f"the FHIR server refused the token (HTTP {response.status_code})"
-    if response.status_code != 200:
-        return None, f"the FHIR server answered HTTP {response.status_code}"
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return None, "the FHIR server sent malformed JSON"
-    if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-        return None, "the FHIR server sent something that is not a FHIR resource"
-    return body, None
+    def _content(self, response: requests.Response) -> tuple[bytes | None, str | None]:
+        try:
+            content = self._body(response)
+        except ResponseTooLarge:
+            return None, f"the FHIR server's answer is larger than {self.policy.max_response_bytes} bytes"
+        except (requests.RequestException, OSError, zlib.error) as exc:
+            if self.cancelled or time.monotonic() >= self.deadline:
+                return None, "timed out"
+            return None, f"the FHIR server's answer could not be read ({type(exc).__name__})"
+        return (content, None) if content is not None else (None, "timed out")
+
+    def _body(self, response: requests.Response) -> bytes | None:
+        """The decoded body, read in chunks under the byte cap and the deadline (None once the deadline passed)."""
+        limit = self.policy.max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise ResponseTooLarge
+        decoder = _Decoder(response.headers.get("Content-Encoding", ""), limit)
+        received = 0
+        for chunk in response.raw.stream(65536, decode_content=False):
+            if self.cancelled or time.monotonic() >= self.deadline:
+                return None
+            received += len(chunk)
+            if received > limit:
+                raise ResponseTooLarge
+            decoder.feed(chunk)
+        return decoder.result()
+
+
+class _Decoder:
+    """Content-Encoding undone with a cap on the output: zlib is asked for at most what is left under the cap, so a
+    bomb stops at the cap instead of after it filled the memory. Concatenated gzip members are read as one body."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        encoding = encoding.strip().lower()
+        if encoding in ("", "identity"):
+            self._wbits: int | None = None
+        elif encoding in ("gzip", "x-gzip"):
+            self._wbits = 16 + zlib.MAX_WBITS
+        elif encoding == "deflate":
+            self._wbits = zlib.MAX_WBITS
+        else:
+            raise OSError(f"unsupported Content-Encoding {encoding!r}")
+        self._limit = limit
+        self._out = bytearray()
+        self._zlib = zlib.decompressobj(self._wbits) if self._wbits is not None else None
+
+    def feed(self, chunk: bytes) -> None:
+        if self._zlib is None:
+            self._out += chunk
+        else:
+            while chunk:
+                self._out += self._zlib.decompress(chunk, self._limit + 1 - len(self._out))
+                if len(self._out) > self._limit or self._zlib.unconsumed_tail:
+                    raise ResponseTooLarge
+                chunk = self._zlib.unused_data if self._zlib.eof else b""
+                if self._zlib.eof:
+                    self._zlib = zlib.decompressobj(self._wbits)  # the next gzip member, if any
+        if len(self._out) > self._limit:
+            raise ResponseTooLarge
+
+    def result(self) -> bytes:
+        return bytes(self._out)
+
+
+def _shut(sock: socket.socket) -> None:
+    """Wake whatever thread reads this socket (shutdown, unlike close, ends a blocked recv at once)."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def next_link(bundle: Mapping[str, Any], current_url: str) -> str | None:
