@@ -55,3 +55,15 @@ class PreconditionFailed(CdsError):
 
     status = 412
     issue_code = "incomplete"
+
+
+class ServiceUnavailable(CdsError):
+    """A dependency the answer needs (the database) cannot be reached now (503 with Retry-After): the client may try
+    again; nothing was recorded as answered."""
+
+    status = 503
+    issue_code = "transient"
+
+    def __init__(self, diagnostics: str, retry_after_seconds: int = 5) -> None:
+        super().__init__(diagnostics)
+        self.retry_after_seconds = retry_after_seconds

@@ -29,6 +29,15 @@ PRECONDITION_FAILED = Counter("cds_precondition_failed_total", "Hook calls answe
 FOREIGN_RESOURCES = Counter("cds_foreign_resources_total", "Resources not evaluated because they belong to another "
                             "patient than the hook's context (Patient: a mismatched Patient, answered 412), by "
                             "resource type", ["resource_type"])
+DEPENDENCY_UNAVAILABLE = Counter("cds_dependency_unavailable_total", "Calls answered 503 because a dependency "
+                                 "could not be reached, by dependency", ["dependency"])
+LEDGER_DEAD_LETTERS = Counter("cds_ledger_dead_letter_rows_total", "Ledger rows the database refused for their "
+                              "content (or spool lines that could not be read), set aside in spool/dead-letter.jsonl")
+LEDGER_REPLAYED = Counter("cds_ledger_replayed_rows_total", "Ledger rows written to the database from the spool "
+                          "after a database outage, a crash or a restart")
+LEDGER_SPOOL_FAILURES = Counter("cds_ledger_spool_failures_total", "Hook calls whose cards could not be appended to "
+                                "the ledger spool (full, or not writable): written to the database directly, or "
+                                "answered 503")
 AUTH_FAILURES = Counter("cds_auth_failures_total", "Client JWTs refused, by reason category", ["reason"])
 
 _AUTH_CATEGORIES = (("Authorization", "missing"), ("Bearer", "missing"), ("malformed", "malformed"),
@@ -78,6 +87,22 @@ def count_foreign(resource_types: list[str]) -> None:
     """Resources dropped as another patient's, by type (an unread type is labelled "other")."""
     for kind in resource_types:
         FOREIGN_RESOURCES.labels(resource_type=kind if kind in _READ_TYPES else "other").inc()
+
+
+def dependency_unavailable(dependency: str) -> None:
+    DEPENDENCY_UNAVAILABLE.labels(dependency=dependency).inc()
+
+
+def ledger_dead_letters(rows: int) -> None:
+    LEDGER_DEAD_LETTERS.inc(rows)
+
+
+def ledger_replayed(rows: int) -> None:
+    LEDGER_REPLAYED.inc(rows)
+
+
+def ledger_spool_failure() -> None:
+    LEDGER_SPOOL_FAILURES.inc()
 
 
 def auth_failure(reason: str) -> None:

@@ -1,7 +1,9 @@
-"""Run the app under gunicorn: sync workers (one per core by default), app preloaded in the master, then frozen.
+"""Run the app under gunicorn: gthread workers (one per core by default), app preloaded in the master, then frozen.
 
-Sync workers are the measured ceiling for this CPU-bound service on small machines (bench/ and
-performance-notes.md); `--preload` builds the app (settings, declarations, engine) once before forking, and
+Threaded workers, because a client that sends its request slowly holds a thread, not the worker: with sync workers two
+clients trickling their bodies stopped every other call and /healthz (gunicorn's gthread also waits for a request's
+first bytes in its poller, not in a thread). The cost against sync workers is measured in bench/. `--preload` builds
+the app (settings, declarations, engine) once before forking, and
 `gc.freeze()` moves everything built at start-up out of the garbage collector's view, which removes the p99 spikes of
 the collector re-scanning it on every request. The young generation's threshold is then raised (see
 `freeze_start_up`).
@@ -45,7 +47,8 @@ class GunicornServer(BaseApplication):
         self.options: dict[str, Any] = {
             "bind": f"{host}:{port}",
             "workers": workers,
-            "worker_class": "sync",
+            "worker_class": "gthread",
+            "threads": settings.threads,
             "preload_app": True,
             "accesslog": None,  # the service writes its own JSON line per request (cds_service.logs)
             "errorlog": "-",
@@ -65,7 +68,17 @@ class GunicornServer(BaseApplication):
     def load(self) -> Flask:
         app = create_app()
         ledger = app.extensions["cds.ledger"]
-        # A worker finishing cleanly writes what its ledger still holds (atexit also does, as a second line).
+        database = app.extensions["cds.database"]
+
+        def post_fork(server: Any, worker: Any) -> None:
+            # Connections the master may have pooled belong to it: drop them without closing (closing would end the
+            # master's session too), then start this worker's ledger writer, which replays what others left.
+            database.dispose(close=False)
+            ledger.start()
+
+        self.cfg.set("post_fork", post_fork)
+        # A worker finishing (SIGTERM: calls in flight end first) writes what its ledger holds; what the database
+        # cannot take stays in the spool for the next start (atexit also closes it, as a second line).
         self.cfg.set("worker_exit", lambda server, worker: ledger.close())
         self.cfg.set("child_exit", lambda server, worker: multiprocess.mark_process_dead(worker.pid))
         freeze_start_up()

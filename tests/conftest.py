@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 
 import pytest
+from sqlalchemy import create_engine, make_url, text
 
 from cds_service import create_app
 from tests.support import SchemaCheckingClient
@@ -40,3 +43,37 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@contextlib.contextmanager
+def fresh_postgres_database():
+    """A new, empty PostgreSQL database on the test server (CDS_TEST_POSTGRES_URL), dropped afterwards."""
+    admin_url = os.environ.get("CDS_TEST_POSTGRES_URL")
+    if not admin_url:
+        pytest.skip("no PostgreSQL server given (CDS_TEST_POSTGRES_URL); .ci/run always gives one")
+    name = f"cds_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
+        return
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url():
+    """PostgreSQL only (what SQLite has no equivalent of: a server to cut off, NUL refused in text)."""
+    with fresh_postgres_database() as url:
+        yield url

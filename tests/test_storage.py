@@ -9,54 +9,34 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import os
 import threading
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
 from selenium.webdriver.common.by import By
-from sqlalchemy import String, cast, create_engine, func, insert, inspect, make_url, select, text
+from sqlalchemy import func, insert, inspect, select
 from werkzeug.serving import make_server
 
 from cds_service.cli import main
 from cds_service.fixtures import find_fixture
 from cds_service.services import patient_view
 from cds_service.storage.database import create_database_engine
-from cds_service.storage.ledger import CardLedger, IssuedCardRow
-from cds_service.storage.migrate import alembic_config, current_revision, upgrade
+from cds_service.storage.ledger import CardLedger
+from cds_service.storage.migrate import current_revision, downgrade, upgrade
 from cds_service.storage.models import Base, Feedback, IssuedCard, IssuedSuggestion
 from cds_service.storage.patient_hash import PatientHasher
+from cds_service.storage.spool import Spool
 from tests.browser import ARTIFACTS, headless_chromium, requires_browser
 from tests.support import assert_operation_outcome
 
 PV = "/cds-services/fbss-miss-advisor"
 FEEDBACK = PV + "/feedback"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
-        return
-    admin_url = os.environ.get("CDS_TEST_POSTGRES_URL")
-    if not admin_url:
-        pytest.skip("no PostgreSQL server given (CDS_TEST_POSTGRES_URL); .ci/run always gives one")
-    name = f"cds_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
@@ -90,7 +70,7 @@ def test_migrations_from_empty_to_head_and_back(database_url):
         assert current_revision(engine) == "0003"
         assert {"seen_token", "issued_card", "issued_suggestion", "feedback"} <= set(inspect(engine).get_table_names())
         upgrade(engine, "0001")  # no-op: already past it
-        command.downgrade(alembic_config(engine), "base")
+        downgrade(engine, "base")
         assert "feedback" not in inspect(engine).get_table_names()
         upgrade(engine)
         assert current_revision(engine) == "0003"
@@ -119,7 +99,7 @@ def test_the_ledger_tables_carry_only_the_indexes_a_query_reads(database_url):
         assert _index_names(engine, "issued_card") == {"ix_issued_card_issued_at"}
         assert _index_names(engine, "issued_suggestion") == set()
         assert count_rows(engine, IssuedCard) == 1 and count_rows(engine, IssuedSuggestion) == 1
-        command.downgrade(alembic_config(engine), "0002")
+        downgrade(engine, "0002")
         assert _index_names(engine, "issued_card") == {"ix_issued_card_card_type", "ix_issued_card_knowledge_version",
                                                        "ix_issued_card_issued_at"}
         assert _index_names(engine, "issued_suggestion") == {"ix_issued_suggestion_card_uuid"}
@@ -189,88 +169,11 @@ def test_eight_concurrent_clients_posting_500_items_each_lose_nothing(store_app)
     assert count(store_app, Feedback) == 4000
 
 
-def test_the_ledger_loses_nothing_on_close(database_url):
-    engine = create_database_engine(database_url)
-    upgrade(engine)
-    ledger = CardLedger(engine, flush_interval=5)
-    now = datetime.now(UTC)
-    rows = [IssuedCardRow(str(uuid.uuid4()), "fbss-imaging", "svc", "patient-view", "hi", "v1", "h" * 64, now,
-                          ((str(uuid.uuid4()), "Order MRI"),)) for _ in range(450)]
-    ledger.record(rows)
-    ledger.close()
-    with engine.connect() as connection:
-        assert connection.execute(select(func.count()).select_from(IssuedCard)).scalar_one() == 450
-        assert connection.execute(select(func.count()).select_from(IssuedSuggestion)).scalar_one() == 450
-    engine.dispose()
-
-
-def test_the_timer_writes_what_was_queued_and_leaves_later_rows_for_its_next_turn(database_url):
-    # A busy worker queues rows while a batch is being written; writing those at once made a transaction (a commit)
-    # of one or two requests' rows after every batch. They wait for the next turn; flush() still writes everything.
-    engine = create_database_engine(database_url)
-    upgrade(engine)
-    ledger = CardLedger(engine, batch_size=3, flush_interval=60)
-    now = datetime.now(UTC)
-
-    def rows(n: int) -> list[IssuedCardRow]:
-        return [IssuedCardRow(str(uuid.uuid4()), "fbss-imaging", "svc", "patient-view", "hi", "v1", "h" * 64, now)
-                for _ in range(n)]
-
-    written: list[int] = []
-    insert_batch = ledger._insert
-
-    def insert_and_meanwhile_queue(batch: list[IssuedCardRow]) -> None:
-        insert_batch(batch)
-        written.append(len(batch))
-        if len(written) <= 2:  # bounded, so that a writer which chases them ends (and fails) rather than spins
-            ledger.record(rows(1))  # a request finishing while the writer writes
-
-    ledger._insert = insert_and_meanwhile_queue
-    for _ in range(4):
-        ledger.record(rows(2))  # the writer thread started here waits 60 s: only the drain below writes
-    try:
-        ledger._drain(everything=False)  # the timer's turn: 8 rows queued, batches of at least 3
-    finally:
-        ledger._insert = insert_batch
-    assert written == [4, 4]  # what was there, in full batches; the rows queued meanwhile (2) stay queued
-    assert ledger._queue.qsize() == 2
-    ledger.close()
-    assert count_rows(engine, IssuedCard) == 10
-    engine.dispose()
-
-
 def test_sqlite_runs_in_wal_mode_without_waiting_for_fsync_on_commit(tmp_path):
     engine = create_database_engine(f"sqlite:///{tmp_path / 'store.sqlite3'}")
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1  # NORMAL
-    engine.dispose()
-
-
-def test_the_ledger_stores_rows_as_sqlalchemy_does(database_url):
-    # The writer bypasses SQLAlchemy's per-row parameter processing (BulkInsert); what it stores must be what an ORM
-    # insert stores, to the character, or reports comparing dates would go wrong on SQLite.
-    engine = create_database_engine(database_url)
-    upgrade(engine)
-    issued = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
-    columns = dict(card_type="fbss-imaging", service_id="svc", hook="patient-view", hook_instance="hi",
-                   knowledge_version="v1", patient_hash="h" * 64, issued_at=issued)
-    with engine.begin() as connection:
-        connection.execute(insert(IssuedCard), [{"card_uuid": "by-sqlalchemy", **columns}])
-        connection.execute(insert(IssuedSuggestion), [{"suggestion_uuid": "s0", "card_uuid": "by-sqlalchemy",
-                                                        "label": "Order MRI"}])
-    ledger = CardLedger(engine, flush_interval=5)
-    ledger.record([IssuedCardRow(card_uuid="by-ledger", suggestions=(("s1", "Order MRI" + "x" * 300),), **columns)])
-    ledger.close()
-    with engine.connect() as connection:
-        stored = {row.card_uuid: row for row in connection.execute(
-            select(IssuedCard.card_uuid, IssuedCard.card_type, IssuedCard.service_id, IssuedCard.hook,
-                   IssuedCard.hook_instance, IssuedCard.knowledge_version, IssuedCard.patient_hash,
-                   cast(IssuedCard.issued_at, String).label("issued_text"), IssuedCard.issued_at))}
-        labels = dict(connection.execute(select(IssuedSuggestion.suggestion_uuid, IssuedSuggestion.label)).all())
-    assert stored["by-ledger"][1:] == stored["by-sqlalchemy"][1:]
-    assert stored["by-ledger"].issued_at.replace(tzinfo=UTC) == issued
-    assert labels == {"s0": "Order MRI", "s1": ("Order MRI" + "x" * 300)[:255]}
     engine.dispose()
 
 
@@ -310,13 +213,14 @@ def test_the_ledger_keeps_ids_and_a_patient_hash_never_the_patient_id(store_app)
 def test_the_ledger_is_handed_the_rows_never_the_request(store_app):
     # What waits for the writer must be small values: a request (its decoded prefetch) kept alive there until the next
     # flush cost a quarter of the HTTP throughput (bench/).
-    ledger = CardLedger(store_app.extensions["cds.database"], flush_interval=60)
+    ledger = CardLedger(store_app.extensions["cds.database"], Spool(Path(store_app.instance_path, "spool")),
+                        flush_interval=60)
     store_app.extensions["cds.ledger"] = ledger
     fixture = find_fixture("recurrent-herniation")
     store_app.extensions["cds.clock"] = lambda: fixture.anchor
     body = fixture.hook_request(patient_view.SERVICE.prefetch, fixture.anchor)
     cards = orjson.loads(store_app.test_client().post(PV, json=body).get_data())["cards"]
-    queued = list(ledger._queue.queue)
+    queued = list(ledger._pending)
     assert [row.card_uuid for item in queued for row in item] == [card["uuid"] for card in cards]
     values = [getattr(row, f.name) for item in queued for row in item for f in dataclasses.fields(row)]
     assert all(isinstance(v, str | datetime) or (isinstance(v, tuple) and all(isinstance(s, str) for pair in v

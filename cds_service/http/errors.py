@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, g, jsonify
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from cds_service.errors import AuthenticationFailed, CdsError
+from cds_service.errors import AuthenticationFailed, CdsError, ServiceUnavailable
+from cds_service.metrics import dependency_unavailable
+from cds_service.storage.database import is_unavailable
 
 log = logging.getLogger("cds_service.errors")
 
@@ -56,7 +59,21 @@ def register_error_handlers(app: Flask) -> None:
         response = operation_outcome(error.status, error.issue_code, error.diagnostics)
         if isinstance(error, AuthenticationFailed):
             response.headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(error, ServiceUnavailable):
+            response.headers["Retry-After"] = str(error.retry_after_seconds)
         return response
+
+    @app.errorhandler(SQLAlchemyError)
+    def _database_error(error: SQLAlchemyError) -> Response:
+        """The database is down, unreachable or locked past its timeout: 503, so the client retries (the replay
+        check, feedback and the report all need it). Any other database error is a fault of ours: 500."""
+        if not is_unavailable(error):
+            return _unexpected(error)
+        dependency_unavailable("database")
+        log.warning("database unavailable", extra={"request_id": getattr(g, "request_id", "unknown"),
+                                                   "error_type": type(error.orig or error).__name__})
+        return _cds_error(ServiceUnavailable("The service's database cannot be reached; nothing was recorded. "
+                                             "Try again shortly."))
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:

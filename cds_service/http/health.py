@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from functools import cache
 
 from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.http.errors import operation_outcome
 from cds_service.metrics import exposition
-from cds_service.storage.database import ping
+from cds_service.storage.migrate import current_revision, head_revision
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger("cds_service.health")
@@ -29,19 +30,39 @@ def metrics() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Ready when the configuration, knowledge and service declarations are loaded and the database answers."""
+    """Ready when the service can answer hook calls and record every card it answers with: configuration, knowledge
+    and declarations loaded; the ledger's spool writable and not full; the database reachable and migrated. The
+    local profile stays ready while the database is away (cards go to the spool and land later); production does not,
+    because the client-token replay check needs the database (503 for every call meanwhile)."""
+    app = current_app
     checks: dict[str, str] = {
         "configuration": "ok",
-        "valueSets": "ok" if current_app.extensions.get("cds.value_sets") else "not compiled",
-        "services": "ok" if len(current_app.extensions["cds.services"]) else "none declared",
+        "valueSets": "ok" if app.extensions.get("cds.value_sets") else "not compiled",
+        "services": "ok" if len(app.extensions["cds.services"]) else "none declared",
     }
+    ledger = app.extensions["cds.ledger"]
+    checks["ledger"] = ledger.problem() or "ok"
+    database = app.extensions["cds.database"]
+    degraded: list[str] = []
     try:
-        ping(current_app.extensions["cds.database"])
-        checks["database"] = "ok"
+        revision = current_revision(database)
+        checks["database"] = "ok" if revision == _head() else f"schema at {revision}, not {_head()} (migrate)"
     except SQLAlchemyError as exc:
         log.warning("readiness: database unreachable", extra={"error_type": type(exc).__name__})
-        checks["database"] = "unreachable"
-    failing = [f"{name}: {value}" for name, value in checks.items() if value != "ok"]
+        if app.extensions["cds.settings"].is_production:
+            checks["database"] = "unreachable (client tokens cannot be checked for replay)"
+        else:
+            checks["database"] = "degraded"
+            degraded.append("database unreachable: cards are kept in the spool until it returns")
+    failing = [f"{name}: {value}" for name, value in checks.items() if value not in ("ok", "degraded")]
     if failing:
-        return operation_outcome(503, "transient", "Not ready: " + "; ".join(failing))
-    return jsonify({"status": "ready", "checks": checks})
+        response = operation_outcome(503, "transient", "Not ready: " + "; ".join(failing))
+        response.headers["Retry-After"] = "5"
+        return response
+    return jsonify({"status": "degraded" if degraded else "ready", "checks": checks, "degraded": degraded,
+                    "ledger": ledger.status()})
+
+
+@cache
+def _head() -> str | None:
+    return head_revision()

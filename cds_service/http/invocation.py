@@ -24,8 +24,11 @@ from cds_service.render.cards import RenderedCard
 from cds_service.services.declaration import CdsServiceDeclaration
 from cds_service.services.runtime import Runtime
 from cds_service.storage.ledger import IssuedCardRow
+from cds_service.storage.models import IssuedCard
+from cds_service.storage.storable import storable
 
 bp = Blueprint("invocation", __name__)
+_HOOK_INSTANCE = IssuedCard.__table__.c.hook_instance
 
 
 def find_service(service_id: str, app: Flask | None = None) -> CdsServiceDeclaration:
@@ -108,11 +111,14 @@ def invoke(service_id: str) -> Response:
 
 def ledger_rows(cards: list[dict], service_id: str, hook_request: HookRequest, now: datetime, *,
                 patient_hasher: Callable[[str], str], knowledge_version: str) -> list[IssuedCardRow]:
-    """What the ledger keeps of each card: ids, type, knowledge version, time; the patient only as a keyed hash."""
+    """What the ledger keeps of each card: ids, type, knowledge version, time; the patient only as a keyed hash. The
+    client's hookInstance is made storable (no NUL, cut to its column), so it cannot make the database refuse the
+    row."""
     patient = patient_hasher(hook_request.patient_id)
     return [IssuedCardRow(
         card_uuid=card["uuid"], card_type=card["source"]["topic"]["code"], service_id=service_id,
-        hook=hook_request.hook, hook_instance=hook_request.hook_instance[:255], knowledge_version=knowledge_version,
+        hook=hook_request.hook, hook_instance=storable(hook_request.hook_instance, _HOOK_INSTANCE),
+        knowledge_version=knowledge_version,
         patient_hash=patient, issued_at=now,
         suggestions=tuple((s["uuid"], s["label"]) for s in card.get("suggestions", ())),
     ) for card in cards]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, insert
+from sqlalchemy.dialects import postgresql, sqlite
 
 
 class BulkInsert:
@@ -18,9 +19,14 @@ class BulkInsert:
     (psycopg).
     """
 
-    def __init__(self, engine: Engine, table: Table, columns: Sequence[str]) -> None:
+    def __init__(self, engine: Engine, table: Table, columns: Sequence[str], *, ignore_conflicts: bool = False) -> None:
         dialect = engine.dialect
-        compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
+        statement: Any = insert(table)
+        if ignore_conflicts:
+            # A row whose key is already stored is skipped, not an error: replaying the ledger's spool is idempotent.
+            dialect_insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect.name]
+            statement = dialect_insert(table).on_conflict_do_nothing()
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
         self.sql = compiled.string
         self.columns = tuple(columns)
         self.positional = bool(compiled.positional)

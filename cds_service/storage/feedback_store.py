@@ -13,6 +13,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cds_service.storage.models import Feedback
+from cds_service.storage.storable import storable, storable_or_none
+
+_COLUMNS = Feedback.__table__.c
 
 
 def _timestamp(value: str) -> datetime:
@@ -20,21 +23,25 @@ def _timestamp(value: str) -> datetime:
 
 
 def feedback_row(service_id: str, item: Mapping[str, Any], received_at: datetime) -> dict[str, Any]:
-    """A row for one checked feedback item, with the key that makes re-sent feedback idempotent."""
-    accepted = sorted(s["id"] for s in item.get("acceptedSuggestions") or ())
+    """A row for one checked feedback item, with the key that makes re-sent feedback idempotent. Text the client sent
+    is made storable first (storage/storable.py), so one odd item cannot make the database refuse the others."""
+    accepted = sorted(storable(s["id"], _COLUMNS.card_uuid) for s in item.get("acceptedSuggestions") or ())
     reason = (item.get("overrideReason") or {}).get("reason") or {}
     when = _timestamp(item["outcomeTimestamp"])
-    identity = [item["card"], item["outcome"], when.isoformat(), accepted, reason.get("system"), reason.get("code")]
+    card = storable(item["card"], _COLUMNS.card_uuid)
+    system = storable_or_none(reason.get("system"), _COLUMNS.override_system)
+    code = storable_or_none(reason.get("code"), _COLUMNS.override_code)
+    identity = [card, item["outcome"], when.isoformat(), accepted, system, code]
     return {
         "dedupe_key": hashlib.sha256(orjson.dumps(identity)).hexdigest(),
-        "card_uuid": item["card"][:36],
+        "card_uuid": card,
         "service_id": service_id,
         "outcome": item["outcome"],
         "outcome_timestamp": when,
         "accepted_suggestions": orjson.dumps(accepted).decode(),
-        "override_system": reason.get("system"),
-        "override_code": reason.get("code"),
-        "override_display": reason.get("display"),
+        "override_system": system,
+        "override_code": code,
+        "override_display": storable_or_none(reason.get("display"), _COLUMNS.override_display),
         "has_comment": bool((item.get("overrideReason") or {}).get("userComment")),
         "received_at": received_at,
     }

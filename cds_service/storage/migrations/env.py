@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run on the engine the service passes in (no alembic.ini, no URL in a file)."""
+"""Alembic environment: migrations run on the connection the service passes in (no alembic.ini, no URL in a file)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from alembic import context
 
 from cds_service.storage.models import Base
 
-engine = context.config.attributes["engine"]
+connection = context.config.attributes["connection"]
 
-with engine.begin() as connection:
-    context.configure(connection=connection, target_metadata=Base.metadata,
-                      render_as_batch=connection.dialect.name == "sqlite")
+context.configure(connection=connection, target_metadata=Base.metadata,
+                  render_as_batch=connection.dialect.name == "sqlite")
+with context.begin_transaction():
     context.run_migrations()
