@@ -323,3 +323,49 @@ def test_slow_clients_do_not_stop_healthz_or_other_calls(tmp_path):
             stop.set()
             for client in clients:
                 client.join(timeout=5)
+
+
+def test_a_call_with_full_prefetch_never_waits_behind_other_calls_backfill(tmp_path):
+    """Three calls whose data must come from a FHIR server that trickles (each held until the 2 s deadline) on a
+    single worker: a call with everything prefetched still answers at once."""
+    from tests.faults import SlowHttpServer  # noqa: PLC0415
+
+    bundle = orjson.dumps({"resourceType": "Bundle", "type": "searchset", "entry": []})
+    with SlowHttpServer(bundle * 100, interval=0.1) as fhir, Server(tmp_path, workers=1, threads=8) as server:
+        needs_fetch = {**BODY, "prefetch": {}, "fhirServer": fhir.url}
+        stuck = [threading.Thread(target=requests.post, args=(server.base + PV,),
+                                  kwargs={"json": {**needs_fetch, "hookInstance": str(uuid.uuid4())}, "timeout": 30},
+                                  daemon=True) for _ in range(3)]
+        for thread in stuck:
+            thread.start()
+        time.sleep(0.5)
+        assert fhir.open_connections > 0  # the backfills are under way
+        started = time.monotonic()
+        response = requests.post(server.base + PV, json={**BODY, "hookInstance": str(uuid.uuid4())}, timeout=10)
+        assert response.status_code == 200 and response.json()["cards"]
+        assert time.monotonic() - started < 1.0
+        for thread in stuck:
+            thread.join(timeout=30)
+        deadline = time.monotonic() + 5
+        while fhir.open_connections and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fhir.open_connections == 0  # cancelled on the wire at the deadline, not read to the end
+
+
+def test_sigterm_while_postgresql_is_down_keeps_the_rows_for_the_next_start(tmp_path):
+    with PostgresCluster() as postgres:
+        server = Server(tmp_path, postgres.url, workers=2).start()
+        try:
+            postgres.stop()
+            with Load(server.base, threads=3) as load:
+                time.sleep(2)
+            server.stop()  # the workers cannot reach the database: their rows stay in the spool
+            assert server.process.returncode == 0
+            assert len(load.cards) > 10
+            assert list((tmp_path / "instance" / "spool").glob("ledger-*.jsonl"))
+            postgres.start()
+            server.start()  # the start-up replays the spool
+            assert eventually_equal(load.cards, postgres.url) == load.cards
+            assert not list((tmp_path / "instance" / "spool").glob("ledger-*.jsonl"))
+        finally:
+            server.stop()

@@ -86,10 +86,19 @@ class Spool:
 
     def _open_segment(self) -> Segment:
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{SEGMENT_PREFIX}{os.getpid()}-{time.time_ns()}{SEGMENT_SUFFIX}"
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        self._current = Segment(path, fd)
+        name = f"{SEGMENT_PREFIX}{os.getpid()}-{time.time_ns()}{SEGMENT_SUFFIX}"
+        # Created under another name, locked, then renamed into place: no other process can find it unlocked (it
+        # would take the new, empty segment for an orphan, replay nothing and delete it).
+        hidden = self.folder / f".{name}"
+        fd = os.open(hidden, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(hidden, self.folder / name)
+        except OSError:
+            os.close(fd)
+            hidden.unlink(missing_ok=True)
+            raise
+        self._current = Segment(self.folder / name, fd)
         return self._current
 
     # -- the writer -------------------------------------------------------------------------------------------
