@@ -7,6 +7,9 @@ when the database was away or the process died. Both are timed in the same proce
 1. `record()` alone, for the two cards of a typical call;
 2. a whole patient-view call with 100 resources (request bytes to response bytes, as bench/run.py measures it), the
    app's ledger swapped between the two.
+3. over HTTP (`--http`): gunicorn, 2 workers, `wrk` at 8 connections on `GET /healthz` and on patient-view with 100
+   resources, for the set-up before this work (sync workers, in-memory ledger), gthread workers with the in-memory
+   ledger, and the set-up now (gthread workers, durable ledger), each started in turn (bench/serve.py).
 Best of several rounds, medians within each; prints a table and writes bench/LEDGER.md.
 """
 
@@ -14,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import queue
+import os
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
-import threading
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -27,52 +33,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import bench_app, service_call, settle  # noqa: E402
-from cds_service.storage.bulk_insert import BulkInsert  # noqa: E402
-from cds_service.storage.ledger import CARD_COLUMNS, SUGGESTION_COLUMNS, CardLedger, IssuedCardRow  # noqa: E402
-from cds_service.storage.models import IssuedCard, IssuedSuggestion  # noqa: E402
-
-
-class MemoryLedger:
-    """The ledger before the spool (b95e4d8), reduced to its request-path behaviour: rows queued in memory, a timer
-    thread inserting them in batches."""
-
-    def __init__(self, engine: Any, flush_interval: float = 0.2) -> None:
-        self.engine = engine
-        self.flush_interval = flush_interval
-        self._queue: queue.Queue[list[IssuedCardRow]] = queue.Queue()
-        self._stop = threading.Event()
-        self._cards = BulkInsert(engine, IssuedCard.__table__, CARD_COLUMNS, ignore_conflicts=False)
-        self._suggestions = BulkInsert(engine, IssuedSuggestion.__table__, SUGGESTION_COLUMNS)
-        self._writer = threading.Thread(target=self._run, daemon=True)
-        self._writer.start()
-
-    def record(self, rows: list[IssuedCardRow]) -> None:
-        if rows:
-            self._queue.put(list(rows))
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.flush_interval):
-            self.flush()
-
-    def flush(self) -> None:
-        batch: list[IssuedCardRow] = []
-        while True:
-            try:
-                batch += self._queue.get_nowait()
-            except queue.Empty:
-                break
-        if batch:
-            with self.engine.begin() as connection:
-                self._cards.execute(connection, [(r.card_uuid, r.card_type, r.service_id, r.hook, r.hook_instance,
-                                                  r.knowledge_version, r.patient_hash, r.issued_at) for r in batch])
-                self._suggestions.execute(connection, [(u, r.card_uuid, label) for r in batch
-                                                       for u, label in r.suggestions])
-
-    def close(self) -> None:
-        self._stop.set()
-        self._writer.join()
-        self.flush()
+from bench.memory_ledger import MemoryLedger  # noqa: E402
+from bench.run import _free_port, _workers_cpu_seconds, _wrk, bench_app, service_call, settle  # noqa: E402
+from cds_service.storage.ledger import CardLedger, IssuedCardRow  # noqa: E402
 
 
 def _rows() -> list[IssuedCardRow]:
@@ -91,11 +54,67 @@ def _median_us(function: Any, n: int) -> float:
     return statistics.median(samples)
 
 
+VARIANTS = (("sync", "memory", "before: sync workers, in-memory ledger"),
+            ("sync", "durable", "sync workers, durable ledger"),
+            ("gthread", "memory", "gthread workers, in-memory ledger"),
+            ("gthread", "durable", "now: gthread workers, durable ledger"))
+
+
+def over_http(seconds: int, rounds: int) -> list[dict]:
+    """Each set-up's best round (highest requests/s; its p50, p99 and CPU with it). Rounds go over the set-ups in
+    turn, so a slow spell of the shared host spoils one round of each rather than every round of one."""
+    best: dict[tuple[str, str], dict] = {}
+    for _ in range(rounds):
+        for row in _one_round(seconds):
+            key = (row["variant"], row["endpoint"])
+            if key not in best or row["rps"] > best[key]["rps"]:
+                best[key] = row
+    return list(best.values())
+
+
+def _one_round(seconds: int) -> list[dict]:
+    from bench.run import _body  # noqa: PLC0415
+
+    rows = []
+    for worker_class, ledger, label in VARIANTS:
+        instance = tempfile.mkdtemp(prefix="cds-bench-ledger-")
+        body = Path(instance, "body.json")
+        body.write_bytes(_body(100, "patient-view"))
+        port = _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+        env["CDS_INSTANCE_PATH"] = instance
+        server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "serve.py"), str(port), worker_class, ledger],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(150):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            _wrk(f"{base}/cds-services/fbss-miss-advisor", 8, 3, str(body))  # warm-up
+            for name, url, data in (("GET /healthz", f"{base}/healthz", None),
+                                    ("patient-view, 100 resources", f"{base}/cds-services/fbss-miss-advisor",
+                                     str(body))):
+                cpu_before = _workers_cpu_seconds(server.pid)
+                result = _wrk(url, 8, seconds, data)
+                cpu_ms = (_workers_cpu_seconds(server.pid) - cpu_before) * 1000 / max(result["requests"], 1)
+                rows.append({"variant": label, "endpoint": name, "cpu_ms": cpu_ms, **result})
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--http", action="store_true", help="also over HTTP, with wrk")
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per measurement")
+    parser.add_argument("--http-rounds", type=int, default=3, help="rounds over the HTTP set-ups")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     app = bench_app()
@@ -129,6 +148,15 @@ def main() -> None:
         f"{best['durable-record'] / best['memory-record']:.1f}x |",
         f"| patient-view call, 100 resources | {best['memory-call']:.0f} | {best['durable-call']:.0f} | "
         f"{best['durable-call'] / best['memory-call']:.3f}x |", ""])
+    if args.http and shutil.which("wrk"):
+        http_rows = over_http(args.seconds, args.http_rounds)
+        text += "\n".join([
+            "", f"## Over HTTP: gunicorn, 2 workers, 127.0.0.1, wrk 8 connections, {args.seconds} s each, best of "
+            f"{args.http_rounds} rounds", "",
+            "| set-up | endpoint | requests/s | p50 ms | p99 ms | errors | worker CPU ms per request |",
+            "|---|---|---|---|---|---|---|",
+            *(f"| {r['variant']} | {r['endpoint']} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
+              f"{r['errors']} | {r['cpu_ms']:.2f} |" for r in http_rows), ""])
     if not args.no_write:
         (ROOT / "bench" / "LEDGER.md").write_text(text)
     print(text)

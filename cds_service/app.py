@@ -20,6 +20,7 @@ from cds_service.clinical.engine import prepare as prepare_clinical_core
 from cds_service.clinical.knowledge import Thresholds, load_thresholds
 from cds_service.compiled import check_compiled_sources
 from cds_service.config import SETTINGS, ConfigError, Settings, load_settings
+from cds_service.cpu_slot import BufferedCalls, CpuSlot
 from cds_service.fhir.client import FetchPolicy, FhirClient
 from cds_service.http import analytics, discovery, feedback, health, invocation, openapi
 from cds_service.http.errors import register_error_handlers
@@ -64,7 +65,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     prepare_clinical_core()  # and the lookup tables built from them
     app.extensions["cds.renderer"] = CardRenderer()  # card templates parsed once, before the workers fork
     app.extensions["cds.clock"] = _utc_now
-    app.extensions["cds.fhir_client"] = FhirClient(max_per_origin=settings.fhir_max_concurrent_per_origin)
+    cpu_slot = CpuSlot()
+    app.wsgi_app = BufferedCalls(app.wsgi_app, cpu_slot, settings.max_body_bytes)  # type: ignore[method-assign]
+    app.extensions["cds.fhir_client"] = FhirClient(max_per_origin=settings.fhir_max_concurrent_per_origin,
+                                                   cpu_slot=cpu_slot)
     app.extensions["cds.fetch_policy"] = FetchPolicy(
         production=settings.is_production, deadline=settings.fhir_deadline_seconds,
         connect_timeout=settings.fhir_connect_timeout_seconds, read_timeout=settings.fhir_read_timeout_seconds,

@@ -36,6 +36,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from cds_service.cpu_slot import CpuSlot
+
 log = logging.getLogger("cds_service.fhir")
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
@@ -84,8 +86,9 @@ class FhirClient:
 
     MAX_ORIGINS = 32  # pools kept for this many FHIR servers; the least recently used one beyond is let go
 
-    def __init__(self, max_per_origin: int = 4) -> None:
+    def __init__(self, max_per_origin: int = 4, cpu_slot: CpuSlot | None = None) -> None:
         self._max_per_origin = max_per_origin
+        self._cpu_slot = cpu_slot or CpuSlot()
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._session: requests.Session | None = None
@@ -130,13 +133,14 @@ class FhirClient:
         results: dict[str, FetchResult] = {}
         pending = set(futures)
         try:
-            while pending:
-                remaining = read.deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                done, pending = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
-                for future in done:
-                    results[futures[future]] = future.result()
+            with self._cpu_slot.released():  # waiting on the network: another call may use the CPU meanwhile
+                while pending:
+                    remaining = read.deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    done, pending = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        results[futures[future]] = future.result()
         finally:
             read.cancel()  # every socket still in use is shut down: no thread reads on past the deadline
         for future in pending:

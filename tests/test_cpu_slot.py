@@ -1,0 +1,84 @@
+"""The CPU slot: one call at a time runs in a worker, in arrival order, and a call waiting on the network lets go."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+from cds_service.cpu_slot import BufferedCalls, CpuSlot
+
+
+def test_the_slot_is_handed_over_in_arrival_order():
+    slot = CpuSlot()
+    order: list[int] = []
+    gate = threading.Event()
+
+    def first():
+        with slot.held():
+            gate.wait(5)
+
+    def call(index):
+        with slot.held():
+            order.append(index)
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    time.sleep(0.05)
+    waiters = []
+    for index in range(8):
+        thread = threading.Thread(target=call, args=(index,))
+        thread.start()
+        waiters.append(thread)
+        time.sleep(0.02)  # they arrive in this order
+    gate.set()
+    for thread in [holder, *waiters]:
+        thread.join(5)
+    assert order == list(range(8))
+
+
+def test_a_call_waiting_on_the_network_lets_another_run():
+    slot = CpuSlot()
+    ran = threading.Event()
+
+    def other():
+        with slot.held():
+            ran.set()
+
+    with slot.held():
+        thread = threading.Thread(target=other)
+        thread.start()
+        assert not ran.wait(0.1)  # held: the other call waits
+        with slot.released():
+            assert ran.wait(2)  # let go while waiting: the other call ran
+        thread.join(2)
+
+
+def test_released_outside_the_slot_does_nothing():
+    slot = CpuSlot()
+    with slot.released():
+        pass
+    with slot.held():
+        pass
+
+
+def test_the_body_is_read_before_the_slot_is_taken_and_never_past_the_limit():
+    slot = CpuSlot()
+    seen = {}
+
+    def app(environ, start_response):
+        seen["body"] = environ["wsgi.input"].read()
+        return [b""]
+
+    class Input(io.BytesIO):
+        def read(self, size=-1):
+            assert not getattr(slot._holder, "holds", False)  # the network read happens outside the slot
+            return super().read(size)
+
+    calls = BufferedCalls(app, slot, max_body_bytes=10)
+    calls({"CONTENT_LENGTH": "5", "wsgi.input": Input(b"hello")}, None)
+    assert seen["body"] == b"hello"
+    calls({"wsgi.input_terminated": True, "wsgi.input": Input(b"x" * 50)}, None)
+    assert seen["body"] == b"x" * 11  # one byte past the limit: the app answers 413
+    calls({"CONTENT_LENGTH": "50", "wsgi.input": io.BytesIO(b"y" * 50)}, None)
+    assert seen["body"] == b"y" * 50  # declared too large: left to the app (413 without reading)
