@@ -153,7 +153,7 @@ class Settings:
         return self.profile == "production"
 
     def worker_count(self) -> int:
-        """gunicorn workers: the configured number, or one per core (sync workers are CPU-bound here)."""
+        """gunicorn workers: the configured number, or one per core (each runs one call's CPU work at a time)."""
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
 
     def database_url_for(self, instance_path: str) -> str:

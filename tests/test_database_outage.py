@@ -3,8 +3,10 @@ a 500, never a hang, never a lost card, and the production replay check fails cl
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -105,4 +107,22 @@ def test_no_database_connection_is_left_open_for_the_workers_to_inherit(make_app
     app = make_app(DATABASE_URL=postgres_url)
     assert app.extensions["cds.database"].pool.checkedin() == 0
     assert app.extensions["cds.database"].pool.checkedout() == 0
+    app.extensions["cds.ledger"].close()
+
+
+def test_with_neither_spool_nor_database_a_call_is_refused_rather_than_answered_unrecorded(make_app, proxied):
+    proxy, url = proxied
+    app = make_app(DATABASE_URL=url, DATABASE_TIMEOUT_SECONDS=2)
+    app.extensions["cds.clock"] = lambda: FIXTURE.anchor
+    spool = Path(app.instance_path, "spool")
+    shutil.rmtree(spool, ignore_errors=True)
+    spool.write_text("a file where the spool folder should be")
+    client = app.test_client()
+    assert client.post(PV, json=body()).status_code == 200  # the database takes the rows in the request
+    proxy.cut()
+    response = client.post(PV, json=body())
+    assert_operation_outcome(response, 503, "cannot record the cards")
+    assert response.headers["Retry-After"] == "5"
+    assert "cards" not in response.get_json()
+    proxy.restore()
     app.extensions["cds.ledger"].close()

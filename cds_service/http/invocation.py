@@ -96,9 +96,9 @@ def invoke(service_id: str) -> Response:
     cards = [card if isinstance(card, RenderedCard) else jsonio.compact(card)
              for card in service.advise(hook_request, runtime)]
     context.card_count = len(cards)
-    for card in cards:
-        count_card(card["source"]["topic"]["code"])
     if cards:
+        # Recorded before the response exists: the ledger's spool has the rows before the client has the cards, and
+        # a call whose rows can be recorded nowhere is answered 503 (ServiceUnavailable), not with unrecorded cards.
         # The rows are built here (a few microseconds) and the writer gets only them. Handing it the request to build
         # them later kept every request's decoded prefetch alive for up to a flush interval (most likely the cost is
         # the memory this keeps touching, and the live objects the collector traces): over HTTP at 8 connections it
@@ -106,6 +106,8 @@ def invoke(service_id: str) -> Response:
         extensions["cds.ledger"].record(ledger_rows(
             cards, service.id, hook_request, runtime.now,
             patient_hasher=extensions["cds.patient_hasher"], knowledge_version=extensions["cds.knowledge_version"]))
+    for card in cards:  # counted once recorded: a call refused for want of a ledger (503) issued no card
+        count_card(card["source"]["topic"]["code"])
     return jsonify({"cards": cards})
 
 
