@@ -54,6 +54,15 @@ def test_a_call_waiting_on_the_network_lets_another_run():
         thread.join(2)
 
 
+def test_a_thread_holding_the_slot_may_enter_it_again():
+    """The local sandbox page calls the service in-process, inside its own call."""
+    slot = CpuSlot()
+    with slot.held(), slot.held():
+        pass
+    with slot.held():  # and it was let go once, at the outer end
+        pass
+
+
 def test_released_outside_the_slot_does_nothing():
     slot = CpuSlot()
     with slot.released():
