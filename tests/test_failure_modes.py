@@ -7,6 +7,7 @@ Everything runs on loopback, loops are bounded, and every process a test starts 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -253,6 +254,23 @@ def test_sigterm_finishes_calls_and_flushes_the_backlog(tmp_path):
         server.stop()
 
 
+def test_the_instance_folder_deleted_under_load_loses_no_card_answered_after_it(tmp_path):
+    """`make run`, then the SQLite file and the spool deleted while calls go on: the database is recreated, and every
+    card answered from then on is in it (and counted by the report)."""
+    with Server(tmp_path, workers=2) as server, Load(server.base, threads=4) as load:
+        time.sleep(1.5)
+        with load._lock:
+            before = set(load.cards)
+            shutil.rmtree(tmp_path / "instance")
+        time.sleep(3)
+    after = load.cards - before
+    assert len(after) > 20 and load.server_errors() == 0
+    deadline = time.monotonic() + 30
+    while not after <= ledger_cards(sqlite_url(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert after <= ledger_cards(sqlite_url(tmp_path))
+
+
 def test_postgresql_stopped_and_started_under_load_loses_no_card_and_answers_no_500(tmp_path):
     with PostgresCluster() as postgres, Server(tmp_path, postgres.url, workers=2) as server:
         with Load(server.base, threads=4, feedback=True) as load:
@@ -270,9 +288,9 @@ def test_postgresql_stopped_and_started_under_load_loses_no_card_and_answers_no_
         assert feedback_rows(postgres.url) == load.feedback_sent
 
 
-def test_three_migrations_at_once_on_an_empty_database_all_succeed(postgres_url, tmp_path):
+def test_three_migrations_at_once_on_an_empty_database_all_succeed(database_url, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
-    env.update(CDS_DATABASE_URL=postgres_url, CDS_INSTANCE_PATH=str(tmp_path))
+    env.update(CDS_DATABASE_URL=database_url, CDS_INSTANCE_PATH=str(tmp_path))
     processes = [subprocess.Popen([*_command(), "db", "upgrade"], env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT) for _ in range(3)]
     outputs = []
