@@ -19,7 +19,6 @@ import argparse
 import logging
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.memory_ledger import MemoryLedger  # noqa: E402
-from bench.run import _free_port, _workers_cpu_seconds, _wrk, bench_app, service_call, settle  # noqa: E402
+from bench.run import (  # noqa: E402
+    _free_port,
+    _workers_cpu_seconds,
+    _wrk,
+    bench_app,
+    service_call,
+    settle,
+    wait_for_port,
+)
 from cds_service.storage.ledger import CardLedger, IssuedCardRow  # noqa: E402
 
 
@@ -87,12 +94,7 @@ def _one_round(seconds: int) -> list[dict]:
                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(150):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.2)
+            wait_for_port(port)
             _wrk(f"{base}/cds-services/fbss-miss-advisor", 8, 3, str(body))  # warm-up
             for name, url, data in (("GET /healthz", f"{base}/healthz", None),
                                     ("patient-view, 100 resources", f"{base}/cds-services/fbss-miss-advisor",

@@ -151,6 +151,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_port(port: int, seconds: float = 30.0) -> None:
+    """Until the server accepts connections on 127.0.0.1:`port` (or `seconds` passed)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+
+
 def _wrk(url: str, connections: int, seconds: int, body_file: str | None) -> dict:
     script = None
     if body_file:
@@ -235,12 +246,7 @@ def over_http(seconds: int) -> tuple[list[dict], list[float]]:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_for_port(port)
         bodies = {}
         for size in (100, 2000):
             path = Path(instance, f"body-{size}.json")

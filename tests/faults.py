@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -16,19 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `cut()` refuses new connections and resets open ones (the database
-    host gone), `restore()` brings it back."""
+class _LoopbackServer:
+    """A listening socket on 127.0.0.1 with a thread that hands each connection to `_serve` until closed."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
+    def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self._up = threading.Event()
-        self._up.set()
         self._closed = False
-        self._lock = threading.Lock()
-        self._sockets: set[socket.socket] = set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -37,18 +32,37 @@ class TcpProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            if not self._up.is_set():
-                _reset(client)
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=2)
-            except OSError:
-                _reset(client)
-                continue
-            with self._lock:
-                self._sockets |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            self._serve(client)
+
+    def _serve(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class TcpProxy(_LoopbackServer):
+    """Forwards 127.0.0.1:<port> to a target; `cut()` refuses new connections and resets open ones (the database
+    host gone), `restore()` brings it back."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self._up = threading.Event()
+        self._up.set()
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        super().__init__()
+
+    def _serve(self, client: socket.socket) -> None:
+        if not self._up.is_set():
+            _reset(client)
+            return
+        try:
+            upstream = socket.create_connection(self.target, timeout=2)
+        except OSError:
+            _reset(client)
+            return
+        with self._lock:
+            self._sockets |= {client, upstream}
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
@@ -89,31 +103,23 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
 
 
-class SlowHttpServer:
+class SlowHttpServer(_LoopbackServer):
     """An HTTP server on loopback that sends its answer one byte every `interval` seconds (or a gzip bomb)."""
 
     def __init__(self, body: bytes, *, interval: float = 0.0, headers_slowly: bool = False,
                  gzip_bomb_bytes: int = 0) -> None:
         self.body, self.interval, self.headers_slowly = body, interval, headers_slowly
         self.gzip_bomb_bytes = gzip_bomb_bytes
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
         self.requests = 0
         self.open_connections = 0
         self._lock = threading.Lock()
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def _serve(self, client: socket.socket) -> None:
+        threading.Thread(target=self._answer, args=(client,), daemon=True).start()
+
+    def _answer(self, client: socket.socket) -> None:
         with self._lock:
             self.requests += 1
             self.open_connections += 1
@@ -184,7 +190,7 @@ class PostgresCluster:
         self.bin = _postgres_bin()
         self.folder = Path(tempfile.mkdtemp(prefix="cds-pg-"))
         self.data = self.folder / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.user = "postgres" if os.geteuid() == 0 else None
         if self.user:
             shutil.chown(self.folder, self.user)
@@ -230,10 +236,16 @@ def _postgres_bin() -> Path:
     raise FileNotFoundError("PostgreSQL server binaries (initdb) not found")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def service_command() -> list[str]:
+    """`cds-service` of the environment running the tests."""
+    script = Path(sys.executable).with_name("cds-service")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cds_service"]
 
 
 @contextlib.contextmanager

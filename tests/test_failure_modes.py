@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,7 +25,7 @@ from sqlalchemy import create_engine, func, select
 from cds_service.fixtures import find_fixture
 from cds_service.services import patient_view
 from cds_service.storage.models import Feedback, IssuedCard
-from tests.faults import PostgresCluster, running
+from tests.faults import PostgresCluster, free_port, running, service_command
 
 PV = "/cds-services/fbss-miss-advisor"
 FIXTURE = find_fixture("recurrent-herniation")
@@ -34,22 +33,11 @@ NOW = datetime.now(UTC)
 BODY = FIXTURE.hook_request(patient_view.SERVICE.prefetch, NOW)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("cds-service")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cds_service"]
-
-
 class Server:
     """`cds-service serve` in a subprocess; start, stop (SIGTERM), kill a worker, start again on the same state."""
 
     def __init__(self, tmp_path: Path, database_url: str | None = None, workers: int = 2, threads: int = 4) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
         self.env.update(CDS_INSTANCE_PATH=str(tmp_path / "instance"), CDS_THREADS=str(threads),
@@ -62,7 +50,7 @@ class Server:
 
     def start(self) -> Server:
         log = self.log_path.open("a")
-        self.process = subprocess.Popen([*_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
+        self.process = subprocess.Popen([*service_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
                                          "--workers", str(self.workers)], env=self.env, stdout=log,
                                         stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
@@ -291,7 +279,7 @@ def test_postgresql_stopped_and_started_under_load_loses_no_card_and_answers_no_
 def test_three_migrations_at_once_on_an_empty_database_all_succeed(database_url, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
     env.update(CDS_DATABASE_URL=database_url, CDS_INSTANCE_PATH=str(tmp_path))
-    processes = [subprocess.Popen([*_command(), "db", "upgrade"], env=env, stdout=subprocess.PIPE,
+    processes = [subprocess.Popen([*service_command(), "db", "upgrade"], env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT) for _ in range(3)]
     outputs = []
     for process in processes:

@@ -6,38 +6,25 @@ import gc
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import orjson
 import pytest
 import requests
 
 from cds_service.server import GC_YOUNG_THRESHOLD, freeze_start_up
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("cds-service")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cds_service"]
+from tests.faults import free_port, service_command
 
 
 @pytest.fixture
 def server(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
     env["CDS_INSTANCE_PATH"] = str(tmp_path / "instance")
     log = (tmp_path / "server.log").open("w+")
     process = subprocess.Popen(
-        [*_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        [*service_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
