@@ -2,6 +2,9 @@
 
 Partial dates are real in clinical data ("2019", "2019-05"): they are read as the first instant of the period they
 name. Date-only values are midnight UTC. A value that cannot be read is unknown (None) and so never counts as evidence.
+
+Values are read within bounds, so arithmetic on them cannot overflow (a year-9999 date plus a supply duration did, and
+answered 500): dates before 1800 or from 2200 on, and ages or durations over 200 years, are unknown too.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from typing import Any
 
 _PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 _DAY = 86400.0
+EARLIEST = datetime(1800, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+MAX_DAYS = 200 * 365.25  # the longest age or duration read
 
 # UCUM / common units of FHIR Age and Duration, in days.
 _UNIT_DAYS = {
@@ -38,13 +44,15 @@ def _parse(value: str) -> datetime | None:
     try:
         if match:
             year, month, day = match.groups()
-            return datetime(int(year), int(month or 1), int(day or 1), tzinfo=UTC)
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+            parsed = datetime(int(year), int(month or 1), int(day or 1), tzinfo=UTC)
+        else:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: an offset pushing year 1 or 9999 out of range
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return parsed if EARLIEST <= parsed < LATEST else None
 
 
 def parse_date(value: Any) -> date | None:
@@ -57,11 +65,12 @@ def quantity_days(quantity: Any) -> float | None:
     if not isinstance(quantity, dict):
         return None
     value = quantity.get("value")
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= MAX_DAYS:
         return None
     unit = quantity.get("code") or quantity.get("unit")
     factor = _UNIT_DAYS.get(unit.strip().lower()) if isinstance(unit, str) else None
-    return value * factor if factor else None
+    days = value * factor if factor else None
+    return days if days is not None and days <= MAX_DAYS else None
 
 
 def add_age(birth: date | None, age: Any) -> datetime | None:

@@ -2,7 +2,9 @@
 
 The four cases of a prefetch key (conformance checklist P2-P9): absent — fetch it; `null` — no data, do not fetch;
 a resource or Bundle — use it, and fetch its further pages (`next`); an OperationOutcome at top level or as an error
-entry — the client failed, fetch it if possible. A template whose tokens cannot be filled is not fetched. Fetched data
+entry, or a resource of another type than the template asks for (a Patient under a search key) — the client failed,
+fetch it if possible, and if not the data is unavailable (412 for a required key), never an empty record. A
+template whose tokens cannot be filled is not fetched. Fetched data
 goes through the same validity filters as prefetched data (it all ends up in the same PatientRecord).
 """
 
@@ -51,6 +53,12 @@ def client_failed(value: Any) -> bool:
     return False
 
 
+def expected_type(template: str) -> str:
+    """The resourceType a template's answer has: the type of a read (`Patient/{{context.patientId}}`), else Bundle."""
+    path = template.split("?", 1)[0].strip("/")
+    return path.split("/", 1)[0] if "/" in path else "Bundle"
+
+
 def resolve_prefetch(request: HookRequest, templates: Mapping[str, str], client: FhirClient | None,
                      policy: FetchPolicy) -> Resolution:
     """Data for every template key, fetching from fhirServer what the request lacks (within the policy's deadline)."""
@@ -64,7 +72,7 @@ def resolve_prefetch(request: HookRequest, templates: Mapping[str, str], client:
         if present and value is None:
             data[key] = None  # P3: "no data" — empty, never refetched
             continue
-        if value is not None and not client_failed(value):
+        if value is not None and not client_failed(value) and value.get("resourceType") == expected_type(template):
             more = next_link(value, request.fhir_server or "") if value.get("resourceType") == "Bundle" else None
             if more is None:
                 data[key] = value

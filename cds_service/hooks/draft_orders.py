@@ -19,6 +19,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from cds_service.errors import InvalidRequest
 from cds_service.fhir.record import items_of, medication_code
 
 log = logging.getLogger("cds_service.hooks")
@@ -70,14 +71,22 @@ def _normalise(resource: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 def parse_draft_orders(bundle: Mapping[str, Any]) -> list[DraftOrder]:
     """Every resource of the draftOrders Bundle, normalised and validated (problems recorded, nothing dropped)."""
     orders = []
-    for index, entry in enumerate(bundle.get("entry") or ()):
+    entries = bundle.get("entry")
+    if entries is not None and not isinstance(entries, list | dict):
+        raise InvalidRequest("context.draftOrders.entry must be an array of Bundle entries.")
+    for index, entry in enumerate(items_of(entries)):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             log.info("draft order entry without a resource", extra={"index": index})
             continue
         fixed, deviations = _normalise(resource)
         rid = fixed.get("id") if isinstance(fixed.get("id"), str) else f"#{index}"
-        problem = _validation_problem(fixed["resourceType"], orjson.dumps(fixed, option=orjson.OPT_SORT_KEYS))
+        try:
+            content = orjson.dumps(fixed, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # nested past orjson's depth limit (254): no FHIR resource is
+            raise InvalidRequest(f"context.draftOrders.entry[{index}].resource is nested too deeply to be a FHIR "
+                                 "resource.") from None
+        problem = _validation_problem(fixed["resourceType"], content)
         if problem:
             deviations.append(problem)
         if deviations:

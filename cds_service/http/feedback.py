@@ -11,16 +11,19 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g
+from flask import Blueprint, Response, current_app, g, jsonify
 
 from cds_service.errors import InvalidRequest
 from cds_service.http.invocation import find_service, read_json_body
 from cds_service.storage.feedback_store import store_feedback
+from cds_service.storage.models import Feedback
 
 bp = Blueprint("feedback", __name__)
 log = logging.getLogger("cds_service.feedback")
 
 OUTCOMES = ("accepted", "overridden")
+_CODING_COLUMNS = {"system": Feedback.__table__.c.override_system, "code": Feedback.__table__.c.override_code,
+                   "display": Feedback.__table__.c.override_display}
 
 
 def check_feedback(body: Any) -> list[dict[str, Any]]:
@@ -71,8 +74,24 @@ def _check_override_reason(value: Any, where: str) -> None:
         raise InvalidRequest(f"{where}.overrideReason needs a reason or a userComment.")
     if reason is not None and not (isinstance(reason, dict) and isinstance(reason.get("code"), str)):
         raise InvalidRequest(f"{where}.overrideReason.reason must be a Coding with a code.")
+    if reason is not None:
+        for name in ("system", "code", "display"):
+            _check_coding_text(reason.get(name), f"{where}.overrideReason.reason.{name}", _CODING_COLUMNS[name])
     if comment is not None and not isinstance(comment, str):
         raise InvalidRequest(f"{where}.overrideReason.userComment must be a string.")
+
+
+def _check_coding_text(value: Any, where: str, column: Any) -> None:
+    """A Coding's text field: a string without NUL within what the ledger stores (a display is cut to it, not
+    refused: it is for people)."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{where} must be a string.")
+    if "\x00" in value:
+        raise InvalidRequest(f"{where} must not contain NUL characters.")
+    if not where.endswith("display") and len(value) > column.type.length:
+        raise InvalidRequest(f"{where} is longer than {column.type.length} characters.")
 
 
 @bp.post("/cds-services/<service_id>/feedback")
@@ -82,4 +101,4 @@ def feedback(service_id: str) -> Response:
     stored = store_feedback(current_app.extensions["cds.database"], service_id, items, datetime.now(UTC))
     log.info("feedback stored", extra={"request_id": g.request_id, "service": service_id, "items": len(items),
                                        "new": stored})
-    return Response(status=200)
+    return jsonify({"received": len(items), "stored": stored})

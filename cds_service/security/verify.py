@@ -20,7 +20,9 @@ from cds_service.errors import AuthenticationFailed
 from cds_service.security.issuers import TrustedIssuer
 from cds_service.security.keys import KeyStore
 from cds_service.security.replay import ReplayStore
+from cds_service.storage.models import SeenToken
 
+JTI_MAX_LENGTH = SeenToken.__table__.c.jti.type.length
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
 
 
@@ -74,6 +76,8 @@ class TokenVerifier:
             raise AuthenticationFailed("tenant is not accepted")
         if not isinstance(claims["jti"], str) or not claims["jti"]:
             raise AuthenticationFailed("jti missing")
+        if len(claims["jti"]) > JTI_MAX_LENGTH:  # the replay store's column; the database must not be the one to say
+            raise AuthenticationFailed(f"jti longer than {JTI_MAX_LENGTH} characters")
         expires = datetime.fromtimestamp(claims["exp"], UTC)
         if not self.replay.first_use(issuer.iss, claims["jti"], expires):
             raise AuthenticationFailed("jti was already used (replay)")

@@ -1,0 +1,204 @@
+"""Hostile and odd input through HTTP: each case here answered 500 (or 200 with no cards where data was missing)
+before; now a clear 4xx OperationOutcome naming the field, or the odd value treated as absent data."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import uuid
+
+import pytest
+
+from cds_service.fhir.dates import parse_datetime, quantity_days
+from cds_service.fixtures import find_fixture
+from cds_service.services import patient_view
+from tests.faults import SlowHttpServer
+from tests.support import assert_operation_outcome, hook_request
+
+PV = "/cds-services/fbss-miss-advisor"
+SIGN = "/cds-services/fbss-miss-order-sign"
+FIXTURE = find_fixture("recurrent-herniation")
+
+
+def body() -> dict:
+    return copy.deepcopy(FIXTURE.hook_request(patient_view.SERVICE.prefetch, FIXTURE.anchor))
+
+
+def post(app, payload, url=PV):
+    app.extensions["cds.clock"] = lambda: FIXTURE.anchor
+    return app.test_client().post(url, json=payload)
+
+
+def cards(response) -> list[str]:
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return sorted(card["source"]["topic"]["code"] for card in response.get_json()["cards"])
+
+
+def with_resource(payload: dict, key: str, resource: dict) -> dict:
+    bundle = payload["prefetch"][key] or {"resourceType": "Bundle", "type": "searchset", "entry": []}
+    bundle.setdefault("entry", []).append({"resource": resource})
+    payload["prefetch"][key] = bundle
+    return payload
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "9999-12-31",
+                                   "1066-10-14", "2500-01-01"])
+def test_dates_out_of_range_are_unknown(value):
+    assert parse_datetime(value) is None
+
+
+def test_ages_and_durations_out_of_range_are_unknown():
+    assert quantity_days({"value": 1e300, "code": "a"}) is None
+    assert quantity_days({"value": 250, "code": "a"}) is None
+    assert quantity_days({"value": 80, "code": "a"}) == 80 * 365.25
+
+
+def _condition(patient_id: str, **onset) -> dict:
+    return {"resourceType": "Condition", "id": "odd", "subject": {"reference": f"Patient/{patient_id}"},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M54.16"}]}, **onset}
+
+
+def _opioid(patient_id: str, authored: str, **dispense) -> dict:
+    return {"resourceType": "MedicationRequest", "id": "odd", "status": "active", "intent": "order",
+            "subject": {"reference": f"Patient/{patient_id}"}, "authoredOn": authored,
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                      "code": "1049621"}]}, **dispense}
+
+
+ODD = {  # (prefetch key, the resource with an odd value, the same resource without it)
+    "date-offset-overflow": ("conditions", lambda pid: _condition(pid, onsetDateTime="0001-01-01T00:00:00+14:00"),
+                             _condition),
+    "huge-onset-age": ("conditions", lambda pid: _condition(pid, onsetAge={"value": 1e300, "code": "a"}),
+                       _condition),
+    "year-9999": ("medicationRequests", lambda pid: _opioid(pid, "9999-12-31", dispenseRequest={
+        "expectedSupplyDuration": {"value": 30, "code": "d"}}), None),
+    "huge-supply-duration": ("medicationRequests", lambda pid: _opioid(pid, "2024-01-01", dispenseRequest={
+        "expectedSupplyDuration": {"value": 1e18, "code": "a"}}), lambda pid: _opioid(pid, "2024-01-01")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD))
+def test_out_of_range_dates_and_durations_are_absent_data_not_a_500(app, case):
+    """The odd value counts as absent: the cards are those of the same record without it (and a resource whose only
+    date is out of range is no evidence at all)."""
+    key, odd, without = ODD[case]
+    pid = body()["context"]["patientId"]
+    odd_cards = cards(post(app, with_resource(body(), key, odd(pid))))
+    assert odd_cards == cards(post(app, with_resource(body(), key, without(pid)) if without else body()))
+
+
+def _order_sign(entry) -> dict:
+    request = hook_request("order-sign")
+    request["context"]["draftOrders"]["entry"] = entry
+    return request
+
+
+@pytest.mark.parametrize("entry", [1, True, "orders"])
+def test_draft_orders_entry_of_the_wrong_type_is_400(app, entry):
+    assert_operation_outcome(post(app, _order_sign(entry), SIGN), 400, "context.draftOrders.entry")
+
+
+def test_a_draft_order_nested_300_levels_deep_is_400(app):
+    deep: dict = {"value": 1}
+    for _ in range(300):
+        deep = {"extension": [deep]}
+    request = hook_request("order-sign")
+    request["context"]["draftOrders"]["entry"][0]["resource"]["note"] = [deep]
+    response = app.test_client().post(SIGN, data=_dumps_deep(request), content_type="application/json")
+    assert_operation_outcome(response, 400, "nested too deeply")
+
+
+def _dumps_deep(value) -> bytes:
+    """JSON of a value nested past orjson's own limit (the standard library writes it)."""
+    import json  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 5000))
+    try:
+        return json.dumps(value).encode()
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _feedback(**reason) -> dict:
+    item = {"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": "2026-12-04T09:00:00Z"}
+    return {"feedback": [{**item, "overrideReason": {"reason": {"code": "too-early", **reason}}}]}
+
+
+@pytest.mark.parametrize(("reason", "field"), [
+    ({"system": {"url": "x"}}, "reason.system must be a string"),
+    ({"display": ["a", "b"]}, "reason.display must be a string"),
+    ({"code": "c" * 200}, "reason.code is longer than 128 characters"),
+    ({"code": "a\x00b"}, "reason.code must not contain NUL"),
+    ({"system": "s" * 300}, "reason.system is longer than 255 characters"),
+])
+def test_feedback_fields_of_the_wrong_type_or_size_are_400_naming_the_field(app, reason, field):
+    assert_operation_outcome(app.test_client().post(PV + "/feedback", json=_feedback(**reason)), 400, field)
+
+
+def test_feedback_success_is_a_json_body(app):
+    response = app.test_client().post(PV + "/feedback", json=_feedback(display="Too early"))
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    assert response.get_json() == {"received": 1, "stored": 1}
+
+
+@pytest.mark.parametrize("value", [
+    {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]},
+    {"resourceType": "Patient", "id": "x"},  # a resource of the wrong type under a search key
+])
+def test_an_unusable_required_key_with_no_fhir_server_is_412_not_an_empty_record(app, value):
+    payload = body()
+    payload["prefetch"]["conditions"] = value
+    assert_operation_outcome(post(app, payload), 412, "conditions")
+
+
+def test_an_unusable_required_key_with_an_unreachable_fhir_server_is_412(app):
+    payload = body()
+    payload["prefetch"]["conditions"] = {"resourceType": "OperationOutcome",
+                                         "issue": [{"severity": "error", "code": "exception"}]}
+    payload["fhirServer"] = "http://127.0.0.1:9"  # nothing listens there
+    assert_operation_outcome(post(app, payload), 412, "conditions")
+
+
+@pytest.mark.parametrize("server", [
+    pytest.param(lambda: SlowHttpServer(b"not gzip at all", gzip_bomb_bytes=0), id="wrong-content"),
+    pytest.param(lambda: _BadGzip(), id="bad-gzip"),  # noqa: PLW0108 (defined below)
+])
+def test_a_fhir_server_sending_garbage_makes_the_data_unavailable_not_a_500(app, server):
+    with server() as fhir:
+        payload = body()
+        del payload["prefetch"]["conditions"]
+        payload["fhirServer"] = fhir.url
+        assert_operation_outcome(post(app, payload), 412, "conditions")
+
+
+class _BadGzip(SlowHttpServer):
+    """Says gzip, sends a truncated gzip stream."""
+
+    def __init__(self) -> None:
+        super().__init__(b"")
+
+    def _answer(self, client) -> None:
+        data = client.recv(65536)
+        if data:
+            payload = gzip.compress(b'{"resourceType": "Bundle", "entry": []}' * 100)[:-30]
+            head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nContent-Encoding: gzip\r\n"
+                    b"Content-Length: " + str(len(payload)).encode() + b"\r\nConnection: close\r\n\r\n")
+            client.sendall(head + payload)
+        client.close()
+
+
+def test_a_fhir_server_resetting_the_connection_makes_the_data_unavailable(app):
+    from tests.faults import _reset  # noqa: PLC0415
+
+    class Resetting(SlowHttpServer):
+        def _answer(self, client) -> None:
+            client.recv(65536)
+            _reset(client)
+
+    with Resetting(b"") as fhir:
+        payload = body()
+        del payload["prefetch"]["conditions"]
+        payload["fhirServer"] = fhir.url
+        assert_operation_outcome(post(app, payload), 412, "conditions")
