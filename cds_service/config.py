@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 PROFILES = ("local", "production")
+MIN_SECRET_LENGTH = 32
 
 
 class ConfigError(ValueError):
@@ -108,7 +109,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("JWT_MAX_LIFETIME_SECONDS", _int, "Longest accepted token lifetime (`exp` - `iat`).", 3600, 3600),
     Setting("JWKS_MIN_REFRESH_SECONDS", _int, "Least time between two fetches of a remote JWKS (an unknown `kid` "
             "triggers at most one refetch per interval).", 60, 60),
-    Setting("PATIENT_HASH_SECRET", _str, "Key of the HMAC that stands for the patient in the card ledger. Default: a "
+    Setting("PATIENT_HASH_SECRET", _str, "Key of the HMAC that stands for the patient in the card ledger, at least 32 "
+            "characters. Default: a "
             "random key generated once into the instance folder; set the same value on every instance sharing a "
             "database.", None, None),
     Setting("THRESHOLDS_FILE", _str, "JSON file overriding clinical thresholds by name, e.g. "
@@ -215,6 +217,10 @@ def _check(settings: Settings) -> None:
             or settings.database_timeout_seconds <= 0:
         raise ConfigError("CDS_FHIR_MAX_RESPONSE_BYTES, CDS_FHIR_MAX_CONCURRENT_PER_ORIGIN, CDS_SPOOL_MAX_BYTES and "
                           "CDS_DATABASE_TIMEOUT_SECONDS must be positive")
+    if settings.patient_hash_secret is not None and len(settings.patient_hash_secret) < MIN_SECRET_LENGTH:
+        # A short key makes the patient hash guessable by trying the ids of a hospital's patients.
+        raise ConfigError(f"CDS_PATIENT_HASH_SECRET must be at least {MIN_SECRET_LENGTH} characters (e.g. the "
+                          "output of `openssl rand -hex 32`)")
     if settings.is_production and not settings.public_base_url:
         # Otherwise the expected JWT audience would come from the request's Host header, which the caller chooses:
         # a token minted for another service would be accepted with a spoofed Host.

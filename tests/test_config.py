@@ -57,6 +57,7 @@ def test_overrides_beat_the_environment():
     ({"CDS_PUBLIC_BASE_URL": "cds.example.org"}, "CDS_PUBLIC_BASE_URL"),
     ({"CDS_WORKERS": "-1"}, "CDS_WORKERS"),
     ({"CDS_THREADS": "0"}, "CDS_THREADS"),
+    ({"CDS_PATIENT_HASH_SECRET": "short"}, "CDS_PATIENT_HASH_SECRET must be at least 32 characters"),
     ({"CDS_SPOOL_MAX_BYTES": "0"}, "CDS_SPOOL_MAX_BYTES"),
     ({"CDS_DATABASE_TIMEOUT_SECONDS": "0"}, "CDS_DATABASE_TIMEOUT_SECONDS"),
     # Production without its public URL would take the JWT audience from the Host header, which the caller sets.

@@ -202,3 +202,29 @@ def test_a_fhir_server_resetting_the_connection_makes_the_data_unavailable(app):
         del payload["prefetch"]["conditions"]
         payload["fhirServer"] = fhir.url
         assert_operation_outcome(post(app, payload), 412, "conditions")
+
+
+@pytest.mark.parametrize("path", ["/analytics", "/sandbox"])
+def test_pages_run_only_their_own_inline_code_never_in_a_frame_never_cached(app, path):
+    response = app.test_client().get(path)
+    assert response.status_code == 200
+    policy = response.headers["Content-Security-Policy"]
+    nonce = policy.split("'nonce-", 1)[1].split("'", 1)[0]
+    assert f'<style nonce="{nonce}">' in response.get_data(as_text=True)
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy and "unsafe-inline" not in policy
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert app.test_client().get(path).headers["Content-Security-Policy"] != policy  # a nonce per response
+
+
+def test_sql_parameters_never_appear_in_a_database_error(app):
+    from sqlalchemy import insert  # noqa: PLC0415
+    from sqlalchemy.exc import IntegrityError  # noqa: PLC0415
+
+    from cds_service.storage.models import SeenToken  # noqa: PLC0415
+
+    engine = app.extensions["cds.database"]
+    row = {"iss": "https://secret-issuer.example.org", "jti": "secret-jti-value", "expires_at": None}
+    with pytest.raises(IntegrityError) as raised, engine.begin() as connection:
+        connection.execute(insert(SeenToken), row)
+    assert "secret-jti-value" not in str(raised.value) and "secret-issuer" not in str(raised.value)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from cds_service.errors import InvalidRequest
+from cds_service.http.pages import html_page
 from cds_service.storage.report import FeedbackReport, feedback_report
 
 bp = Blueprint("analytics", __name__, template_folder="templates")
@@ -37,8 +38,8 @@ def feedback_json() -> Response:
 
 
 @bp.get("/analytics")
-def page() -> str:
+def page() -> Response:
     report = _report()
     bars = [(row.card_type, row.knowledge_version, row.acceptance_rate, row.issued) for row in report.rows]
-    return render_template("analytics.html", report=report, bars=bars,
-                           knowledge_version=current_app.extensions["cds.knowledge_version"])
+    return html_page("analytics.html", report=report, bars=bars,
+                     knowledge_version=current_app.extensions["cds.knowledge_version"])

@@ -13,10 +13,11 @@ from typing import Any
 
 import markdown
 import orjson
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, Response, current_app, request
 from markupsafe import Markup
 
 from cds_service.fixtures import load_fixtures, order_context
+from cds_service.http.pages import html_page
 
 bp = Blueprint("sandbox", __name__, template_folder="templates")
 
@@ -27,7 +28,7 @@ def _draft_orders(fixture: Any) -> list[str]:
 
 
 @bp.get("/sandbox")
-def sandbox() -> str:
+def sandbox() -> Response:
     fixtures = load_fixtures()
     chosen_name = request.args.get("patient")
     hook = request.args.get("hook", "patient-view")
@@ -36,7 +37,7 @@ def sandbox() -> str:
     chosen = next((f for f in fixtures if f.name == chosen_name), None)
     if chosen is not None:
         result = _call(chosen, hook, order)
-    return render_template(
+    return html_page(
         "sandbox.html", fixtures=fixtures, chosen=chosen, hook=hook, order=order, result=result,
         orders={f.name: _draft_orders(f) for f in fixtures},
     )

@@ -1,8 +1,10 @@
 """Create the SQLAlchemy engine for the configured database URL, and tell an unreachable database from a bad row.
 
 SQLite is the embedded default (a file in the instance folder) and runs in WAL mode so the gunicorn workers can
-read while one writes; PostgreSQL is used when `CDS_DATABASE_URL` names it. Every wait on the database is bounded by
-`timeout` (connect, pool checkout, SQLite's lock wait), so an unreachable database costs a 503, never a hang.
+read while one writes; PostgreSQL is used when `CDS_DATABASE_URL` names it. SQL parameters (hook instances, patient
+hashes, feedback) never appear in an error's text or a log line at any level (`hide_parameters`). Every wait on the
+database is bounded by `timeout` (connect, pool checkout, SQLite's lock wait), so an unreachable database costs a
+503, never a hang.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def create_database_engine(url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         busy_ms = int(timeout * 1000)
-        engine = create_engine(url, connect_args={"timeout": timeout})
+        engine = create_engine(url, connect_args={"timeout": timeout}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -40,7 +42,7 @@ def create_database_engine(url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -
     # libpq's connect_timeout is whole seconds (at least 2 are honoured); pool_timeout bounds the wait for a
     # connection when every pooled one is busy.
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=timeout,
-                         connect_args={"connect_timeout": max(2, round(timeout))})
+                         connect_args={"connect_timeout": max(2, round(timeout))}, hide_parameters=True)
 
 
 def is_unavailable(error: BaseException) -> bool:
