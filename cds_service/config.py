@@ -78,6 +78,8 @@ SETTINGS: tuple[Setting, ...] = (
             None, None),
     Setting("MAX_BODY_BYTES", _int, "Largest request body accepted; larger ones get 413.",
             16 * 1024 * 1024, 16 * 1024 * 1024),
+    Setting("MAX_DRAFT_ORDERS", _int, "Most draft orders one order-select or order-sign call may carry; more are "
+            "answered 413 (each order is validated as FHIR R4: 50,000 took 8 s of a worker).", 100, 100),
     Setting("CORS_ORIGINS", _list, "Comma-separated browser origins allowed by CORS; `*` allows any. "
             "Local: any; production: none unless listed.", ("*",), ()),
     Setting("PUBLIC_BASE_URL", _str, "Externally visible base URL of the service (scheme, host, optional path "
@@ -131,6 +133,7 @@ class Settings:
     instance_path: str | None
     database_url: str | None
     max_body_bytes: int
+    max_draft_orders: int
     cors_origins: tuple[str, ...]
     public_base_url: str | None
     fhir_deadline_seconds: float
@@ -206,6 +209,8 @@ def _check(settings: Settings) -> None:
         raise ConfigError(f"CDS_PORT must be a TCP port, not {settings.port}")
     if settings.max_body_bytes <= 0:
         raise ConfigError("CDS_MAX_BODY_BYTES must be positive")
+    if settings.max_draft_orders < 1:
+        raise ConfigError("CDS_MAX_DRAFT_ORDERS must be at least 1")
     if min(settings.fhir_deadline_seconds, settings.fhir_connect_timeout_seconds,
            settings.fhir_read_timeout_seconds) <= 0 or settings.fhir_max_pages < 1:
         raise ConfigError("CDS_FHIR_* timeouts must be positive and CDS_FHIR_MAX_PAGES at least 1")

@@ -32,6 +32,13 @@ class UnknownService(CdsError):
     issue_code = "not-found"
 
 
+class TooLarge(CdsError):
+    """The request carries more than the service evaluates (413), e.g. too many draft orders."""
+
+    status = 413
+    issue_code = "too-long"
+
+
 class UnsupportedMediaType(CdsError):
     """The body is declared as something other than JSON (415)."""
 

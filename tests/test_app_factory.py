@@ -8,7 +8,7 @@ from flask import Flask
 
 from cds_service import create_app
 from cds_service.cli import main
-from cds_service.clinical.facts import _drug_class, _ingredient_patterns
+from cds_service.clinical.facts import _classify_drug_cached, _ingredient_patterns
 from cds_service.config import ConfigError
 from cds_service.terminology.valuesets import _combined_index
 from tests.support import hook_request
@@ -73,7 +73,7 @@ def test_the_knowledge_lookups_are_built_at_start_up_not_by_the_first_hook_call(
     """Before gunicorn forks, so no worker's first hook call builds them (it cost about 20 ms per worker)."""
     _combined_index.cache_clear()
     _ingredient_patterns.cache_clear()
-    _drug_class.cache_clear()
+    _classify_drug_cached.cache_clear()
     app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path)})
     built = (_combined_index.cache_info(), _ingredient_patterns.cache_info())
     assert built[0].currsize == 1 and built[1].currsize == 2

@@ -228,3 +228,35 @@ def test_sql_parameters_never_appear_in_a_database_error(app):
     with pytest.raises(IntegrityError) as raised, engine.begin() as connection:
         connection.execute(insert(SeenToken), row)
     assert "secret-jti-value" not in str(raised.value) and "secret-issuer" not in str(raised.value)
+
+
+def test_caches_keyed_by_request_content_do_not_keep_oversized_keys():
+    """Memory bounded by the caches' sizes, not by what requests carry: long values are answered, never kept."""
+    from cds_service.clinical.facts import _classify_drug_cached, opioid_match  # noqa: PLC0415
+    from cds_service.fhir import dates  # noqa: PLC0415
+    from cds_service.hooks.draft_orders import _validate_cached, _validation_problem  # noqa: PLC0415
+    from cds_service.terminology.valuesets import _string_members, string_members_for  # noqa: PLC0415
+
+    before = (dates._parse.cache_info().currsize, _string_members.cache_info().currsize,
+              _classify_drug_cached.cache_info().currsize, _validate_cached.cache_info().currsize)
+    assert parse_datetime("2019-05-01" + "x" * 1_000_000) is None
+    assert string_members_for("http://snomed.info/sct", "1" * 1_000_000) == ()
+    assert opioid_match({"text": "oxycodone " + "x" * 1_000_000}) is not None  # still classified, by its text
+    assert _validation_problem("ServiceRequest", b'{"resourceType": "ServiceRequest", "note": [{"text": "'
+                               + b"x" * 100_000 + b'"}]}') is not None
+    after = (dates._parse.cache_info().currsize, _string_members.cache_info().currsize,
+             _classify_drug_cached.cache_info().currsize, _validate_cached.cache_info().currsize)
+    assert after == before
+    assert (dates._parse.cache_info().maxsize, _string_members.cache_info().maxsize,
+            _classify_drug_cached.cache_info().maxsize, _validate_cached.cache_info().maxsize) == (
+        100_000, 50_000, 10_000, 1024)
+
+
+def test_more_draft_orders_than_configured_is_413_before_any_is_validated(make_app):
+    app = make_app(MAX_DRAFT_ORDERS=5)
+    request = hook_request("order-sign")
+    order = request["context"]["draftOrders"]["entry"][0]
+    request["context"]["draftOrders"]["entry"] = [copy.deepcopy(order) for _ in range(6)]
+    assert_operation_outcome(post(app, request, SIGN), 413, "at most 5 in one call (CDS_MAX_DRAFT_ORDERS)")
+    request["context"]["draftOrders"]["entry"] = request["context"]["draftOrders"]["entry"][:5]
+    assert post(app, request, SIGN).status_code == 200

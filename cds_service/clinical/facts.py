@@ -632,8 +632,28 @@ def _concept_key(concept: Any) -> tuple | None:
     return key
 
 
-@lru_cache(maxsize=50_000)
+_CACHED_KEY_CHARS = 2000  # a concept longer than this (in its strings) is classified every time, not remembered
+
+
 def _drug_class(key: tuple | None) -> tuple[_OpioidHit | None, _Hit | None]:
+    """`_classify_drug`, remembered for the concepts charts repeat. Only short keys are kept, so the cache holds at
+    most 10,000 x 2,000 characters (about 20 MB in the worst case) whatever the requests carry."""
+    if key is not None and _key_chars(key) > _CACHED_KEY_CHARS:
+        return _classify_drug(key)
+    return _classify_drug_cached(key)
+
+
+def _key_chars(key: tuple) -> int:
+    text, codings = key
+    total = len(text) if isinstance(text, str) else 0
+    for coding in codings:
+        for value in coding:
+            if isinstance(value, str):
+                total += len(value)
+    return total
+
+
+def _classify_drug(key: tuple | None) -> tuple[_OpioidHit | None, _Hit | None]:
     """(opioid hit, non-opioid analgesic hit) for a medication concept, each as (coding or None when matched by an
     ingredient named in the text, member). Depends on the concept only, so it is remembered per distinct concept:
     charts repeat the same drugs, and most of a medication list is neither kind."""
@@ -652,6 +672,9 @@ def _drug_class(key: tuple | None) -> tuple[_OpioidHit | None, _Hit | None]:
     if hit is not None:
         return None, hit
     return None, ((None, None) if _ingredient_by_name("VS-20", words) is not None else None)
+
+
+_classify_drug_cached = lru_cache(maxsize=10_000)(_classify_drug)
 
 
 def reads_medication(concept: Any) -> bool:

@@ -19,6 +19,7 @@ _DAY = 86400.0
 EARLIEST = datetime(1800, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 MAX_DAYS = 200 * 365.25  # the longest age or duration read
+MAX_DATE_LENGTH = 40  # "2019-05-01T12:34:56.123456789+14:00" is 35
 
 # UCUM / common units of FHIR Age and Duration, in days.
 _UNIT_DAYS = {
@@ -32,8 +33,8 @@ _UNIT_DAYS = {
 
 def parse_datetime(value: Any) -> datetime | None:
     """A FHIR date/dateTime/instant string as an aware UTC datetime, or None."""
-    if not isinstance(value, str) or not value:
-        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_DATE_LENGTH:
+        return None  # longer than any FHIR instant: not a date, and not worth a place in the cache
     return _parse(value)
 
 

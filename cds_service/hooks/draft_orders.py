@@ -19,7 +19,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from cds_service.errors import InvalidRequest
+from cds_service.errors import InvalidRequest, TooLarge
 from cds_service.fhir.record import items_of, medication_code
 
 log = logging.getLogger("cds_service.hooks")
@@ -45,8 +45,18 @@ class DraftOrder:
         return self.resource_type in _EVALUATED
 
 
-@lru_cache(maxsize=2048)
+_CACHED_CONTENT_BYTES = 16 * 1024
+
+
 def _validation_problem(resource_type: str, content: bytes) -> str | None:
+    """Why the order is not valid FHIR R4 (None when it is). Remembered for orders up to 16 KB (an EHR sends the same
+    order shapes again and again), so the cache holds at most 1,024 x 16 KB whatever the requests carry."""
+    if len(content) > _CACHED_CONTENT_BYTES:
+        return _validate(resource_type, content)
+    return _validate_cached(resource_type, content)
+
+
+def _validate(resource_type: str, content: bytes) -> str | None:
     try:
         model = get_fhir_model_class(resource_type)
     except (KeyError, ValueError):
@@ -56,6 +66,9 @@ def _validation_problem(resource_type: str, content: bytes) -> str | None:
     except ValidationError as exc:
         return f"not valid FHIR R4 ({exc.error_count()} problem(s))"
     return None
+
+
+_validate_cached = lru_cache(maxsize=1024)(_validate)
 
 
 def _normalise(resource: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -68,12 +81,16 @@ def _normalise(resource: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return fixed, deviations
 
 
-def parse_draft_orders(bundle: Mapping[str, Any]) -> list[DraftOrder]:
-    """Every resource of the draftOrders Bundle, normalised and validated (problems recorded, nothing dropped)."""
+def parse_draft_orders(bundle: Mapping[str, Any], max_orders: int = 100) -> list[DraftOrder]:
+    """Every resource of the draftOrders Bundle, normalised and validated (problems recorded, nothing dropped); 413
+    past `max_orders`, counted before any is validated."""
     orders = []
     entries = bundle.get("entry")
     if entries is not None and not isinstance(entries, list | dict):
         raise InvalidRequest("context.draftOrders.entry must be an array of Bundle entries.")
+    if isinstance(entries, list) and len(entries) > max_orders:
+        raise TooLarge(f"context.draftOrders carries {len(entries)} orders; this service evaluates at most "
+                       f"{max_orders} in one call (CDS_MAX_DRAFT_ORDERS).")
     for index, entry in enumerate(items_of(entries)):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):

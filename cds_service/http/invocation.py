@@ -92,7 +92,8 @@ def invoke(service_id: str) -> Response:
     extensions = app.extensions
     runtime = Runtime(now=extensions["cds.clock"](), thresholds=extensions["cds.thresholds"],
                       renderer=extensions["cds.renderer"], fhir_client=extensions["cds.fhir_client"],
-                      fetch_policy=extensions["cds.fetch_policy"])
+                      fetch_policy=extensions["cds.fetch_policy"],
+                      max_draft_orders=extensions["cds.settings"].max_draft_orders)
     cards = [card if isinstance(card, RenderedCard) else jsonio.compact(card)
              for card in service.advise(hook_request, runtime)]
     context.card_count = len(cards)

@@ -16,7 +16,7 @@ from cds_service.services.runtime import Runtime
 def advise_orders(request: HookRequest, runtime: Runtime, *, selected_only: bool) -> list[Card]:
     """Cards about the draft orders: the selected ones (order-select) or all of them (order-sign)."""
     bundle = request.context["draftOrders"]
-    drafts = parse_draft_orders(bundle)
+    drafts = parse_draft_orders(bundle, runtime.max_draft_orders)
     if selected_only:
         drafts = selected(drafts, request.context["selections"])
     # An order for someone else is not advised on as if it were this patient's.

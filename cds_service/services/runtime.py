@@ -17,3 +17,4 @@ class Runtime:
     renderer: CardRenderer
     fhir_client: FhirClient | None
     fetch_policy: FetchPolicy
+    max_draft_orders: int = 100
