@@ -20,6 +20,7 @@ from prometheus_client import multiprocess
 
 from cds_service.app import create_app
 from cds_service.config import Settings
+from cds_service.http import server_errors
 
 GC_YOUNG_THRESHOLD = 10_000
 """Net new container objects between young collections (CPython's default is 700; 3.13 raised it to 2,000)."""
@@ -66,6 +67,7 @@ class GunicornServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
+        server_errors.install()  # gunicorn's own 400/431 answers as OperationOutcomes, in the master and its workers
         app = create_app()
         ledger = app.extensions["cds.ledger"]
         database = app.extensions["cds.database"]

@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 import requests
+from fhir.resources.R4B.operationoutcome import OperationOutcome
 from sqlalchemy import create_engine, func, select
 
 from cds_service.fixtures import find_fixture
@@ -375,3 +376,29 @@ def test_sigterm_while_postgresql_is_down_keeps_the_rows_for_the_next_start(tmp_
             assert not list((tmp_path / "instance" / "spool").glob("ledger-*.jsonl"))
         finally:
             server.stop()
+
+
+def _raw(port: int, request: bytes) -> tuple[str, dict, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    return status, {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}, body
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"NOT A REQUEST LINE\r\n\r\n", "400"),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n", "431"),
+])
+def test_the_wsgi_servers_own_errors_are_operation_outcomes(tmp_path, request_bytes, status):
+    with Server(tmp_path, workers=1) as server:
+        line, headers, body = _raw(server.port, request_bytes)
+    assert line.split()[1] == status
+    assert headers["content-type"] == "application/json"
+    outcome = orjson.loads(body)
+    OperationOutcome.model_validate(outcome)
+    assert outcome["issue"][0]["severity"] == "error"
+    assert b"a" * 100 not in body  # nothing of the request echoed
