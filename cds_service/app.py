@@ -6,6 +6,7 @@ engine created. Under gunicorn with `--preload` this runs in the master before t
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -72,7 +73,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["cds.fetch_policy"] = FetchPolicy(
         production=settings.is_production, deadline=settings.fhir_deadline_seconds,
         connect_timeout=settings.fhir_connect_timeout_seconds, read_timeout=settings.fhir_read_timeout_seconds,
-        max_pages=settings.fhir_max_pages, max_response_bytes=settings.fhir_max_response_bytes)
+        max_pages=settings.fhir_max_pages, max_response_bytes=settings.fhir_max_response_bytes,
+        allowed_networks=tuple(ipaddress.ip_network(n, strict=False) for n in settings.fhir_allowed_networks))
     app.extensions["cds.services"] = ServiceRegistry(declared_services())
     app.extensions["cds.database"] = create_database_engine(settings.database_url_for(app.instance_path),
                                                                   settings.database_timeout_seconds)

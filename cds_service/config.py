@@ -56,6 +56,16 @@ def _list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _networks(text: str) -> tuple[str, ...]:
+    """A comma-separated list of IP networks (CIDR), each checked."""
+    import ipaddress  # noqa: PLC0415
+
+    networks = _list(text)
+    for network in networks:
+        ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+    return networks
+
+
 def _log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -95,6 +105,9 @@ SETTINGS: tuple[Setting, ...] = (
             "ones, a gzip bomb included, count as unavailable).", 32 * 1024 * 1024, 32 * 1024 * 1024),
     Setting("FHIR_MAX_CONCURRENT_PER_ORIGIN", _int, "FHIR-server calls one worker makes at once to one server "
             "(scheme, host, port), so a slow server cannot take the capacity used for the others.", 4, 4),
+    Setting("FHIR_ALLOWED_NETWORKS", _networks, "Comma-separated private networks (CIDR, e.g. `10.20.0.0/16`) the "
+            "production profile may read a fhirServer from; any other private, loopback or link-local address is "
+            "refused before connecting (server-side request forgery). The local profile reads from anywhere.", (), ()),
     Setting("FHIR_MAX_PAGES", _int, "Most search pages followed per prefetch key (`next` links); more makes the data "
             "incomplete, hence unavailable.", 10, 10),
     Setting("DATABASE_TIMEOUT_SECONDS", _float, "Connect timeout and longest wait for a pooled connection to the "
@@ -141,6 +154,7 @@ class Settings:
     fhir_read_timeout_seconds: float
     fhir_max_response_bytes: int
     fhir_max_concurrent_per_origin: int
+    fhir_allowed_networks: tuple[str, ...]
     fhir_max_pages: int
     database_timeout_seconds: float
     spool_max_bytes: int

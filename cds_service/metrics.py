@@ -44,7 +44,8 @@ _AUTH_CATEGORIES = (("Authorization", "missing"), ("Bearer", "missing"), ("malfo
                     ("algorithm", "algorithm"), ("typ", "algorithm"), ("issuer", "issuer"), ("kid", "key"),
                     ("key", "key"), ("expired", "expired"), ("aud", "audience"), ("replay", "replay"),
                     ("tenant", "tenant"), ("lifetime", "lifetime"))
-_FETCH_CATEGORIES = (("timed out", "timeout"), ("refused the token", "token-refused"), ("malformed", "malformed"),
+_FETCH_CATEGORIES = (("loopback", "forbidden-address"),
+                     ("timed out", "timeout"), ("refused the token", "token-refused"), ("malformed", "malformed"),
                      ("another server", "foreign-next-link"), ("pages", "too-many-pages"), ("connect", "connection"),
                      ("HTTP", "http-error"), ("https", "policy"), ("fhirAuthorization", "policy"),
                      ("no fhirServer", "no-fhir-server"))

@@ -110,3 +110,33 @@ def test_a_second_connect_timeout_makes_the_data_unavailable():
         results = FhirClient().fetch_all("http://127.0.0.1:9", None, {"patient": "Patient/p1"}, policy(2.0))
         assert results["patient"].error == "timed out"
         assert len(mock.calls) == 2
+
+
+def production_policy(*networks: str) -> FetchPolicy:
+    import ipaddress  # noqa: PLC0415
+
+    return FetchPolicy(production=True, deadline=2.0, connect_timeout=0.5, read_timeout=0.8, max_pages=10,
+                       allowed_networks=tuple(ipaddress.ip_network(n) for n in networks))
+
+
+def test_production_never_connects_to_a_private_address_unless_its_network_is_allowed():
+    from cds_service.fhir.client import FORBIDDEN_ADDRESS  # noqa: PLC0415
+
+    with SlowHttpServer(BUNDLE) as server:
+        refused = FhirClient().fetch_all(server.url, "t", {"c": "Condition"}, production_policy())
+        assert refused["c"].error == FORBIDDEN_ADDRESS
+        assert server.requests == 0  # refused before any packet was sent
+        allowed = FhirClient().fetch_all(server.url, "t", {"c": "Condition"}, production_policy("127.0.0.0/8"))
+        assert allowed["c"].error is None and server.requests == 1
+        assert FhirClient().fetch_all(server.url, None, {"c": "Condition"}, policy())["c"].error is None  # local
+
+
+def test_the_refusal_says_nothing_about_what_listens_there():
+    from tests.faults import free_port  # noqa: PLC0415
+
+    with SlowHttpServer(BUNDLE) as server:
+        open_port = FhirClient().fetch_all(server.url, "t", {"c": "Condition"}, production_policy())
+    closed_port = FhirClient().fetch_all(f"http://127.0.0.1:{free_port()}", "t", {"c": "Condition"},
+                                         production_policy())
+    link_local = FhirClient().fetch_all("http://169.254.169.254", "t", {"c": "Condition"}, production_policy())
+    assert open_port["c"].error == closed_port["c"].error == link_local["c"].error

@@ -260,3 +260,22 @@ def test_more_draft_orders_than_configured_is_413_before_any_is_validated(make_a
     assert_operation_outcome(post(app, request, SIGN), 413, "at most 5 in one call (CDS_MAX_DRAFT_ORDERS)")
     request["context"]["draftOrders"]["entry"] = request["context"]["draftOrders"]["entry"][:5]
     assert post(app, request, SIGN).status_code == 200
+
+
+def test_production_answers_412_for_a_fhir_server_on_a_private_address(make_app, tmp_path):
+    import time  # noqa: PLC0415
+
+    from tests.issuer import Issuer, bearer, trusted_issuers_file  # noqa: PLC0415
+
+    issuer = Issuer("https://ehr.example.org", "ES384")
+    app = make_app(PROFILE="production", TRUSTED_ISSUERS=trusted_issuers_file(tmp_path / "i.json", issuer.config()))
+    app.extensions["cds.clock"] = lambda: FIXTURE.anchor
+    payload = body()
+    del payload["prefetch"]["conditions"]
+    payload["fhirServer"] = "https://10.0.0.1/fhir"  # unroutable here: a connect attempt would wait for its timeout
+    payload["fhirAuthorization"] = {"access_token": "t", "token_type": "Bearer", "expires_in": 300,
+                                    "scope": "user/*.read", "subject": "cds"}
+    started = time.monotonic()
+    response = app.test_client().post(PV, json=payload, headers=bearer(issuer.token("http://localhost" + PV)))
+    assert_operation_outcome(response, 412, "CDS_FHIR_ALLOWED_NETWORKS")
+    assert time.monotonic() - started < 0.5  # refused before connecting

@@ -17,6 +17,7 @@ it. URLs (which carry patient ids) and tokens are never logged.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import socket
@@ -41,6 +42,8 @@ from cds_service.cpu_slot import CpuSlot
 log = logging.getLogger("cds_service.fhir")
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
+FORBIDDEN_ADDRESS = ("fhirServer resolves to a private, loopback or link-local address, which production does not "
+                     "read from unless CDS_FHIR_ALLOWED_NETWORKS lists it")
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
@@ -63,6 +66,22 @@ class FetchPolicy:
     read_timeout: float
     max_pages: int
     max_response_bytes: int = 32 * 1024 * 1024
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    def address_allowed(self, address: str) -> bool:
+        """Whether the service may connect to this IP address: in production only to public addresses, or to the
+        networks CDS_FHIR_ALLOWED_NETWORKS lists (an EHR's FHIR server on the hospital network). A `fhirServer` is
+        chosen by whoever calls the service: without this, a call could make it read from the host's loopback
+        services, cloud metadata endpoints or the internal network (server-side request forgery)."""
+        if not self.production:
+            return True
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if ip.is_global:
+            return True
+        return any(ip in network for network in self.allowed_networks)
 
     def refusal(self, base_url: str, token: str | None) -> str | None:
         """Why the service must not call this FHIR server (None when it may)."""
@@ -158,24 +177,48 @@ def _track(sock: socket.socket | None) -> None:
         read.register(sock)
 
 
-class _TrackedConnection(HTTPConnection):
+class ForbiddenAddress(OSError):
+    """fhirServer resolves to an address the policy does not allow (never connected to)."""
+
+
+class _Vetted:
+    """Connects only to an address the fetch policy allows, vetted after name resolution and before any packet is
+    sent (the address vetted is the one connected to: no second lookup a rebinding DNS could answer differently);
+    registers the socket with the hook call, to be shut down at its deadline."""
+
+    _dns_host: str
+    port: int
+    sock: socket.socket | None
+
+    def _new_conn(self) -> socket.socket:
+        read = getattr(_current, "read", None)
+        if read is not None and read.policy.production:
+            try:
+                infos = socket.getaddrinfo(self._dns_host, self.port, type=socket.SOCK_STREAM)
+            except socket.gaierror:
+                infos = []
+            addresses = [str(info[4][0]) for info in infos]
+            if not addresses or not all(read.policy.address_allowed(a) for a in addresses):
+                read.forbidden = True
+                raise ForbiddenAddress("fhirServer address not allowed")
+            self._dns_host = addresses[0]
+        return super()._new_conn()  # type: ignore[misc]
+
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # type: ignore[misc]
         _track(self.sock)
 
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> None:
         _track(self.sock)  # a kept-alive connection: connect() is not called again
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _TrackedTlsConnection(HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _track(self.sock)
+class _TrackedConnection(_Vetted, HTTPConnection):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        _track(self.sock)
-        super().request(*args, **kwargs)
+
+class _TrackedTlsConnection(_Vetted, HTTPSConnection):
+    pass
 
 
 class _TrackedPool(HTTPConnectionPool):
@@ -201,6 +244,7 @@ class _Read:
     deadline: float
     policy: FetchPolicy
     cancelled: bool = False
+    forbidden: bool = False
     _sockets: set[socket.socket] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -267,6 +311,8 @@ class _Read:
             except requests.RequestException as exc:
                 # A connection error is retried once, a connect timeout included (requests.ConnectTimeout is both a
                 # Timeout and a ConnectionError); a read timeout is not: the server is there, and slow.
+                if self.forbidden:  # the same answer whatever is (or is not) listening there
+                    return None, FORBIDDEN_ADDRESS
                 retry = isinstance(exc, requests.ConnectTimeout) or (
                     isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout))
                 if retry and attempt == 1 and not self.cancelled:
