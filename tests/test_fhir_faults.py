@@ -140,3 +140,40 @@ def test_the_refusal_says_nothing_about_what_listens_there():
                                          production_policy())
     link_local = FhirClient().fetch_all("http://169.254.169.254", "t", {"c": "Condition"}, production_policy())
     assert open_port["c"].error == closed_port["c"].error == link_local["c"].error
+
+
+class _Scripted(SlowHttpServer):
+    """Answers with exactly the bytes given, then closes (or stalls, then closes)."""
+
+    def __init__(self, raw: bytes, stall: float = 0.0) -> None:
+        self.raw, self.stall = raw, stall
+        super().__init__(b"")
+
+    def _answer(self, client) -> None:
+        try:
+            client.recv(65536)
+            client.sendall(self.raw)
+            time.sleep(self.stall)
+        except OSError:
+            pass
+        finally:
+            client.close()
+
+
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
+
+
+def test_every_transport_failure_is_a_typed_fetch_failure():
+    """A body cut short, a stall past the read timeout in the middle of a body, a redirect, a wrong content type,
+    a chunked body that breaks off: each is an error string (412 or a gap upstream), never an exception."""
+    cases = {
+        "truncated": _Scripted(HEAD + b"Content-Length: 1000\r\n\r\n" + BUNDLE[:10]),
+        "stalled mid-body": _Scripted(HEAD + b"Content-Length: 1000\r\n\r\n" + BUNDLE[:10], stall=1.5),
+        "redirect": _Scripted(b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n"),
+        "html": _Scripted(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\n<html></html>"),
+        "broken chunks": _Scripted(HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"res\r\nzz\r\n"),
+    }
+    for name, server in cases.items():
+        with server:
+            result = FhirClient().fetch_all(server.url, None, {"c": "Condition"}, policy(2.0))["c"]
+        assert result.resource is None and isinstance(result.error, str), name

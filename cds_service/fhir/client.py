@@ -34,6 +34,7 @@ from urllib.parse import urljoin, urlsplit
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3 import exceptions as urllib3_errors
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -268,6 +269,9 @@ class _Read:
         _current.read, _current.sockets = self, []
         try:
             return self._fetch(url)
+        except Exception as exc:  # whatever a server's bytes provoke is a failed read, never the call's 500
+            log.warning("fhir read failed", extra={"error_type": type(exc).__name__})
+            return FetchResult(error=f"the FHIR server's answer could not be read ({type(exc).__name__})")
         finally:
             with self._lock:  # done with them: a kept-alive socket may serve another call next
                 self._sockets.difference_update(_current.sockets)
@@ -349,7 +353,7 @@ class _Read:
             content = self._body(response)
         except ResponseTooLarge:
             return None, f"the FHIR server's answer is larger than {self.policy.max_response_bytes} bytes"
-        except (requests.RequestException, OSError, zlib.error) as exc:
+        except (requests.RequestException, urllib3_errors.HTTPError, OSError, zlib.error) as exc:
             if self.cancelled or time.monotonic() >= self.deadline:
                 return None, "timed out"
             return None, f"the FHIR server's answer could not be read ({type(exc).__name__})"
