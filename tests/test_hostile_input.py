@@ -249,7 +249,7 @@ def test_caches_keyed_by_request_content_do_not_keep_oversized_keys():
     assert after == before
     assert (dates._parse.cache_info().maxsize, _string_members.cache_info().maxsize,
             _classify_drug_cached.cache_info().maxsize, _validate_cached.cache_info().maxsize) == (
-        100_000, 50_000, 10_000, 1024)
+        20_000, 20_000, 4096, 256)
 
 
 def test_more_draft_orders_than_configured_is_413_before_any_is_validated(make_app):

@@ -632,12 +632,12 @@ def _concept_key(concept: Any) -> tuple | None:
     return key
 
 
-_CACHED_KEY_CHARS = 2000  # a concept longer than this (in its strings) is classified every time, not remembered
+_CACHED_KEY_CHARS = 512  # a concept longer than this (in its strings) is classified every time, not remembered
 
 
 def _drug_class(key: tuple | None) -> tuple[_OpioidHit | None, _Hit | None]:
     """`_classify_drug`, remembered for the concepts charts repeat. Only short keys are kept, so the cache holds at
-    most 10,000 x 2,000 characters (about 20 MB in the worst case) whatever the requests carry."""
+    most 4,096 keys of 512 characters (a few MB in the worst case) whatever the requests carry."""
     if key is not None and _key_chars(key) > _CACHED_KEY_CHARS:
         return _classify_drug(key)
     return _classify_drug_cached(key)
@@ -674,7 +674,7 @@ def _classify_drug(key: tuple | None) -> tuple[_OpioidHit | None, _Hit | None]:
     return None, ((None, None) if _ingredient_by_name("VS-20", words) is not None else None)
 
 
-_classify_drug_cached = lru_cache(maxsize=10_000)(_classify_drug)
+_classify_drug_cached = lru_cache(maxsize=4096)(_classify_drug)
 
 
 def reads_medication(concept: Any) -> bool:

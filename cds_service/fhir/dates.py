@@ -38,9 +38,9 @@ def parse_datetime(value: Any) -> datetime | None:
     return _parse(value)
 
 
-@lru_cache(maxsize=100_000)
+@lru_cache(maxsize=20_000)
 def _parse(value: str) -> datetime | None:
-    """Cached: records repeat the same dates, and datetimes are immutable."""
+    """Cached: records repeat the same dates, and datetimes are immutable. At most 20,000 short keys (about 4 MB)."""
     match = _PARTIAL.match(value)
     try:
         if match:

@@ -50,7 +50,7 @@ _CACHED_CONTENT_BYTES = 16 * 1024
 
 def _validation_problem(resource_type: str, content: bytes) -> str | None:
     """Why the order is not valid FHIR R4 (None when it is). Remembered for orders up to 16 KB (an EHR sends the same
-    order shapes again and again), so the cache holds at most 1,024 x 16 KB whatever the requests carry."""
+    order shapes again and again), so the cache holds at most 256 x 16 KB whatever the requests carry."""
     if len(content) > _CACHED_CONTENT_BYTES:
         return _validate(resource_type, content)
     return _validate_cached(resource_type, content)
@@ -68,7 +68,7 @@ def _validate(resource_type: str, content: bytes) -> str | None:
     return None
 
 
-_validate_cached = lru_cache(maxsize=1024)(_validate)
+_validate_cached = lru_cache(maxsize=256)(_validate)
 
 
 def _normalise(resource: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

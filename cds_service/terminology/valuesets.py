@@ -226,19 +226,19 @@ def members_for(system: Any, code: Any) -> tuple[Member, ...]:
 
 
 MAX_CODE_LENGTH = 64
-MAX_SYSTEM_LENGTH = 256
+MAX_SYSTEM_LENGTH = 128
 
 
 def string_members_for(system: str, code: str) -> tuple[Member, ...]:
     """`members_for` for a system and code already known to be strings (the record builder's inner loop). A code or
     system longer than any a value set holds matches nothing, and is not remembered: the cache holds at most
-    50,000 short keys (a few MB), whatever the requests carry."""
+    20,000 short keys (under 8 MB), whatever the requests carry."""
     if len(code) > MAX_CODE_LENGTH or len(system) > MAX_SYSTEM_LENGTH:
         return ()
     return _string_members(system, code)
 
 
-@lru_cache(maxsize=50_000)
+@lru_cache(maxsize=20_000)
 def _string_members(system: str, code: str) -> tuple[Member, ...]:
     canonical = canonical_system(system)
     normal = normalise_code(canonical, code) if canonical else None
