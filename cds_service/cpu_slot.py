@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from cds_service.memory import TRIM_AFTER_BYTES, release_freed_memory
+
 
 class CpuSlot:
     """The slot of one worker process (the gunicorn master never holds it, so a fork copies it free). Handed over in
@@ -86,9 +88,16 @@ class BufferedCalls:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         declared = environ.get("CONTENT_LENGTH") or ""
+        size = 0
         if declared.isdigit() and 0 < int(declared) <= self.max_body_bytes:
             environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(int(declared)))
+            size = int(declared)
         elif not declared and environ.get("wsgi.input_terminated"):
-            environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(self.max_body_bytes + 1))
+            body = environ["wsgi.input"].read(self.max_body_bytes + 1)
+            environ["wsgi.input"] = io.BytesIO(body)
+            size = len(body)
         with self.slot.held():
-            return self.app(environ, start_response)
+            response = self.app(environ, start_response)
+            if size > TRIM_AFTER_BYTES:  # the request's objects are freed by now: hand their pages back
+                release_freed_memory()
+            return response

@@ -21,6 +21,7 @@ from prometheus_client import multiprocess
 from cds_service.app import create_app
 from cds_service.config import Settings
 from cds_service.http import server_errors
+from cds_service.memory import limit_malloc_arenas
 
 GC_YOUNG_THRESHOLD = 10_000
 """Net new container objects between young collections (CPython's default is 700; 3.13 raised it to 2,000)."""
@@ -68,6 +69,7 @@ class GunicornServer(BaseApplication):
 
     def load(self) -> Flask:
         server_errors.install()  # gunicorn's own 400/431 answers as OperationOutcomes, in the master and its workers
+        limit_malloc_arenas()  # before any worker thread exists (cds_service/memory.py)
         app = create_app()
         ledger = app.extensions["cds.ledger"]
         database = app.extensions["cds.database"]

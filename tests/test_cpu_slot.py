@@ -91,3 +91,19 @@ def test_the_body_is_read_before_the_slot_is_taken_and_never_past_the_limit():
     assert seen["body"] == b"x" * 11  # one byte past the limit: the app answers 413
     calls({"CONTENT_LENGTH": "50", "wsgi.input": io.BytesIO(b"y" * 50)}, None)
     assert seen["body"] == b"y" * 50  # declared too large: left to the app (413 without reading)
+
+
+def test_memory_is_handed_back_after_a_large_body_only(monkeypatch):
+    from cds_service import cpu_slot  # noqa: PLC0415
+    from cds_service.memory import limit_malloc_arenas, release_freed_memory  # noqa: PLC0415
+
+    release_freed_memory()  # callable on this C library (a no-op where it has no malloc_trim)
+    limit_malloc_arenas()
+    trims = []
+    monkeypatch.setattr(cpu_slot, "release_freed_memory", lambda: trims.append(1))
+    calls = BufferedCalls(lambda environ, start_response: [b""], CpuSlot(), max_body_bytes=4 * 1024 * 1024)
+    calls({"CONTENT_LENGTH": "100", "wsgi.input": io.BytesIO(b"x" * 100)}, None)
+    assert trims == []
+    size = 2 * 1024 * 1024
+    calls({"CONTENT_LENGTH": str(size), "wsgi.input": io.BytesIO(b"x" * size)}, None)
+    assert trims == [1]
