@@ -9,8 +9,6 @@ and drug text different, and long), then reads it again; `--bursts` times. Write
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -23,7 +21,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import _body, _free_port, _worker_pids, wait_for_port  # noqa: E402
+from bench.run import _body, _worker_pids, start_server  # noqa: E402
 
 URL = "/cds-services/fbss-miss-advisor"
 
@@ -88,15 +86,9 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=3, help="bursts in a row: growth must stop, not go on")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
-    env["CDS_INSTANCE_PATH"] = tempfile.mkdtemp(prefix="cds-bench-burst-")
-    script = Path(sys.executable).with_name("cds-service")
-    server = subprocess.Popen([str(script), "serve", "--port", str(port), "--workers", "1"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, port = start_server(tempfile.mkdtemp(prefix="cds-bench-burst-"), workers=1)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for_port(port)
         ordinary = _body(100, "patient-view")
         for _ in range(50):
             requests.post(base + URL, data=ordinary, headers={"Content-Type": "application/json"}, timeout=60)

@@ -231,22 +231,28 @@ def _worker_peak_rss_mb(master_pid: int) -> list[float]:
     return peaks
 
 
+def start_server(instance: str, workers: int) -> tuple[subprocess.Popen, int]:
+    """`cds-service serve` on a free port with the defaults of the environment (no CDS_* setting but the instance
+    folder), logging included: one JSON line per request at INFO, written to a discarded stderr. Returns once it
+    accepts connections."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env["CDS_INSTANCE_PATH"] = instance
+    script = Path(sys.executable).with_name("cds-service")
+    server = subprocess.Popen([str(script), "serve", "--port", str(port), "--workers", str(workers)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    return server, port
+
+
 def over_http(seconds: int) -> tuple[list[dict], list[float]]:
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian package wrk): HTTP figures skipped", file=sys.stderr)
         return [], []
-    port = _free_port()
     instance = tempfile.mkdtemp(prefix="cds-bench-http-")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
-    # The production defaults, logging included: one JSON line per request at INFO (about 25 us each), written to a
-    # discarded stderr.
-    env["CDS_INSTANCE_PATH"] = instance
-    script = Path(sys.executable).with_name("cds-service")
-    server = subprocess.Popen([str(script), "serve", "--port", str(port), "--workers", "2"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, port = start_server(instance, workers=2)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for_port(port)
         bodies = {}
         for size in (100, 2000):
             path = Path(instance, f"body-{size}.json")

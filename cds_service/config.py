@@ -89,7 +89,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_BODY_BYTES", _int, "Largest request body accepted; larger ones get 413.",
             16 * 1024 * 1024, 16 * 1024 * 1024),
     Setting("MAX_DRAFT_ORDERS", _int, "Most draft orders one order-select or order-sign call may carry; more are "
-            "answered 413 (each order is validated as FHIR R4: 50,000 took 8 s of a worker).", 100, 100),
+            "answered 413 (each order is validated as FHIR R4, which is what a call spends most on).", 100, 100),
     Setting("CORS_ORIGINS", _list, "Comma-separated browser origins allowed by CORS; `*` allows any. "
             "Local: any; production: none unless listed.", ("*",), ()),
     Setting("PUBLIC_BASE_URL", _str, "Externally visible base URL of the service (scheme, host, optional path "

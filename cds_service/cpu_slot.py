@@ -1,8 +1,8 @@
 """One call at a time runs Python in a worker; the others wait on a lock, not for the interpreter.
 
 gunicorn's gthread workers keep a slow client from holding a whole worker (it holds a thread), but threads that all
-run Python contend for the GIL: measured with 8 threads per worker, 20-25 % less throughput and twice the p99 of sync
-workers (bench/LEDGER.md). This service's calls are CPU-bound, so each worker lets one call at a time hold the CPU
+run Python contend for the GIL, which cost a good part of the throughput and lengthened the tail against sync workers
+(bench/LEDGER.md). This service's calls are CPU-bound, so each worker lets one call at a time hold the CPU
 slot; the rest of a call's life — its body arriving over the network, its response going out, its FHIR reads — happens
 outside it. Threads waiting for the slot sleep on a lock, which costs nothing, where threads contending for the GIL
 make the running one hand it over every few milliseconds.
@@ -23,7 +23,7 @@ from cds_service.memory import TRIM_AFTER_BYTES, release_freed_memory
 class CpuSlot:
     """The slot of one worker process (the gunicorn master never holds it, so a fork copies it free). Handed over in
     arrival order: a plain lock lets the thread that just let go take it again, and the calls that lose that race wait
-    several service times (twice the p99 of a sync worker, measured)."""
+    several service times."""
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()

@@ -1,8 +1,8 @@
 """Give memory back to the operating system after a large request.
 
 A large request body decodes into many objects of a few hundred bytes; once they are freed, glibc keeps the pages in
-its heap for reuse rather than returning them, so a worker that served a burst of 4 MB bodies stayed about 45 MB
-larger for good (bench/BURST.md). `malloc_trim(0)` returns the free pages; it costs a few milliseconds, so it runs
+its heap for reuse rather than returning them, so a worker that served a burst of large bodies stayed larger for
+good (bench/BURST.md). `malloc_trim(0)` returns the free pages; it costs a few milliseconds, so it runs
 only after a request whose body passed `TRIM_AFTER_BYTES`. Where the C library has no `malloc_trim` (musl, macOS)
 this does nothing.
 """

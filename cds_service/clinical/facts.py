@@ -637,7 +637,7 @@ _CACHED_KEY_CHARS = 512  # a concept longer than this (in its strings) is classi
 
 def _drug_class(key: tuple | None) -> tuple[_OpioidHit | None, _Hit | None]:
     """`_classify_drug`, remembered for the concepts charts repeat. Only short keys are kept, so the cache holds at
-    most 4,096 keys of 512 characters (a few MB in the worst case) whatever the requests carry."""
+    most 4,096 keys of 512 characters whatever the requests carry."""
     if key is not None and _key_chars(key) > _CACHED_KEY_CHARS:
         return _classify_drug(key)
     return _classify_drug_cached(key)

@@ -40,7 +40,8 @@ def parse_datetime(value: Any) -> datetime | None:
 
 @lru_cache(maxsize=20_000)
 def _parse(value: str) -> datetime | None:
-    """Cached: records repeat the same dates, and datetimes are immutable. At most 20,000 short keys (about 4 MB)."""
+    """Cached: records repeat the same dates, and datetimes are immutable. At most 20,000 short keys (bench/BURST.md
+    measures what a burst of unique ones leaves)."""
     match = _PARTIAL.match(value)
     try:
         if match:

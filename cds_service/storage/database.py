@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -62,12 +62,6 @@ def is_row_fault(error: BaseException) -> bool:
     if isinstance(error, StatementError) and not isinstance(error, DBAPIError):
         return isinstance(error.orig, ValueError | TypeError)  # a bind processor refused the value
     return isinstance(error, ValueError | TypeError)  # e.g. a driver's UnicodeEncodeError
-
-
-def ping(engine: Engine) -> None:
-    """Raise if the database cannot be reached (used by /readyz)."""
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
 
 
 def describe(engine: Engine) -> str:

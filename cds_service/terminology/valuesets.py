@@ -232,7 +232,7 @@ MAX_SYSTEM_LENGTH = 128
 def string_members_for(system: str, code: str) -> tuple[Member, ...]:
     """`members_for` for a system and code already known to be strings (the record builder's inner loop). A code or
     system longer than any a value set holds matches nothing, and is not remembered: the cache holds at most
-    20,000 short keys (under 8 MB), whatever the requests carry."""
+    20,000 short keys, whatever the requests carry."""
     if len(code) > MAX_CODE_LENGTH or len(system) > MAX_SYSTEM_LENGTH:
         return ()
     return _string_members(system, code)
