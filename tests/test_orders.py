@@ -190,3 +190,24 @@ def test_another_contrast_protocol_is_not_a_duplicate(app):
     with_contrast = {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "72158"}]}
     assert types(call(app, "35-order-duplicate-imaging",
                       mutate=lambda c: _first_order(c).update(code=with_contrast))) == []
+
+
+@pytest.mark.parametrize("odd_id", [5, None, "has space", "x" * 65])
+def test_a_draft_without_a_fhir_id_gets_no_suggestion_that_would_delete_it(app, odd_id):
+    """Found by the property test: the delete action named `ServiceRequest/#1`, which no EHR can resolve (and the
+    schema refuses). The card stays; the suggestion that cannot be applied as made is not offered."""
+    def mutate(context):
+        resource = context["draftOrders"]["entry"][1]["resource"]
+        if odd_id is None:
+            resource.pop("id", None)
+        else:
+            resource["id"] = odd_id
+
+    unchanged = call(app, "order-mixed-bundle", SIGN)
+    cards = call(app, "order-mixed-bundle", SIGN, mutate=mutate)  # the test client checks the response schema
+    assert types(cards) == types(unchanged)
+    deletes = [action["resourceId"] for card in cards for s in card.get("suggestions", ())
+               for action in s["actions"] if action["type"] == "delete"]
+    assert all("#" not in ref and " " not in ref for ref in deletes)
+    assert len(deletes) < len([action for card in unchanged for s in card.get("suggestions", ())
+                               for action in s["actions"] if action["type"] == "delete"])

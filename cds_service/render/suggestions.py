@@ -9,6 +9,7 @@ the request arrived.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -23,6 +24,8 @@ from cds_service.render.catalogue import Catalogue
 from cds_service.terminology.valuesets import CANONICAL_URIS
 
 log = logging.getLogger("cds_service.render")
+# A delete action's resourceId: `Type/id`, the id as FHIR R4 defines it (CDS Hooks 2.0 Action.resourceId).
+_RESOURCE_ID = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
 
 _REASON_SYSTEMS = ("icd10cm", "icd9cm", "snomed")
 _PLACEHOLDER_SUBJECT = {"reference": "Patient/validation-placeholder"}
@@ -101,7 +104,13 @@ def invalid_orders(catalogue: Catalogue) -> list[str]:
 def render_suggestion(suggestion: Suggestion, catalogue: Catalogue, descriptions: Mapping[str, str],
                       patient_id: str, reasons: list[dict[str, Any]]) -> dict[str, Any] | None:
     """A CDS Hooks suggestion: `delete` actions for the drafts it replaces or removes (by resourceId), then a
-    `create` action for the order it creates; None (logged) if that resource would not be valid FHIR."""
+    `create` action for the order it creates; None (logged) if that resource would not be valid FHIR, or a draft it
+    would delete cannot be named."""
+    if not all(_RESOURCE_ID.match(ref) for ref in suggestion.deletes):
+        # A draft without a FHIR id (or with one that is not an id) cannot be named in a delete action: a suggestion
+        # that would leave it in place is not the suggestion the rule made, so none is offered; the card still is.
+        log.info("suggestion dropped: a draft it would delete has no FHIR id", extra={"suggestion": suggestion.key})
+        return None
     description = descriptions.get(suggestion.key)
     actions: list[dict[str, Any]] = [
         {"type": "delete", "description": descriptions.get("remove-draft", "Remove the draft order"), "resourceId": ref}
