@@ -3,15 +3,22 @@
 Caches keyed by request content used to keep about one byte per byte of unique input (+97 MB in a worker after
 twenty 4 MB bodies, never given back). This starts `cds-service serve` with one worker, warms it with ordinary
 calls, reads its resident memory (VmRSS), sends `--bodies` unique bodies of about `--mb` MB each (every date, code
-and drug text different, and long), then reads it again; `--bursts` times. Writes bench/BURST.md.
+and drug text different, and long), then reads it again; `--bursts` times. It does so twice in one run: with
+CPython's own small-object allocator (the default) and with `PYTHONMALLOC=malloc`, and measures the worker's CPU
+time per ordinary call under each, which is the price of the second. Two controls say whose memory it is: the Python
+objects the same burst leaves behind in-process (tracemalloc), and what CPython keeps after merely decoding the same
+bodies with `orjson.loads` in a bare interpreter. Writes bench/BURST.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
+import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,9 +28,21 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import _body, _worker_pids, start_server  # noqa: E402
+from bench.run import _body, _worker_peak_rss_mb, _worker_pids, _workers_cpu_seconds, start_server  # noqa: E402
 
 URL = "/cds-services/fbss-miss-advisor"
+JSON = {"Content-Type": "application/json"}
+TIMED_CALLS = 300
+
+
+@dataclass
+class Run:
+    allocator: str
+    cpu_ms_per_call: float = 0.0
+    before: float = 0.0
+    after: list[float] = field(default_factory=list)
+    peak: float = 0.0
+    statuses: set[int] = field(default_factory=set)
 
 
 def _rss_mb(pid: int) -> float:
@@ -49,7 +68,73 @@ def _unique_body(size_mb: float) -> bytes:
     return orjson.dumps(body)
 
 
-def retained_python_kb(bodies: int, size_mb: float) -> float:
+def burst_over_http(allocator: str, bodies: list[list[Path]]) -> Run:
+    """One gunicorn worker under `PYTHONMALLOC=<allocator>` (empty: CPython's default): CPU per ordinary call, then
+    its resident memory before and after each burst of `bodies`."""
+    run = Run(allocator or "pymalloc (default)")
+    extra = {"PYTHONMALLOC": allocator} if allocator else {}
+    server, port = start_server(tempfile.mkdtemp(prefix="cds-bench-burst-"), workers=1, extra_env=extra)
+    base = f"http://127.0.0.1:{port}"
+    session = requests.Session()
+    ordinary = _body(100, "patient-view")
+
+    def ordinary_calls(count: int) -> None:
+        for _ in range(count):
+            run.statuses.add(session.post(base + URL, data=ordinary, headers=JSON, timeout=60).status_code)
+
+    try:
+        ordinary_calls(100)
+        [worker] = _worker_pids(server.pid)
+        cpu = _workers_cpu_seconds(server.pid)
+        ordinary_calls(TIMED_CALLS)
+        run.cpu_ms_per_call = (_workers_cpu_seconds(server.pid) - cpu) * 1000 / TIMED_CALLS
+        time.sleep(0.5)  # the ledger writer's turn
+        run.before = _rss_mb(worker)
+        for burst in bodies:
+            for path in burst:
+                response = session.post(base + URL, data=path.read_bytes(), headers=JSON, timeout=120)
+                run.statuses.add(response.status_code)
+            ordinary_calls(50)
+            time.sleep(0.5)
+            run.after.append(_rss_mb(worker))
+        run.peak = max(_worker_peak_rss_mb(server.pid))
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return run
+
+
+DECODE_ONLY = """
+import orjson, re, os, sys
+from pathlib import Path
+def kept():
+    read, write = os.pipe()
+    saved = os.dup(2)
+    os.dup2(write, 2)
+    try:
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(write)
+    text = os.read(read, 1 << 20).decode()
+    arenas = int(re.search(r"arenas allocated current\\s+=\\s+([\\d,]+)", text).group(1).replace(",", ""))
+    return arenas
+start = kept()
+for path in sys.argv[1:]:
+    document = orjson.loads(Path(path).read_bytes())
+    del document
+print(kept() - start)
+"""
+
+
+def decode_only_mb(paths: list[Path]) -> int:
+    """CPython's arenas (1 MiB each) kept after decoding the same bodies in a bare interpreter, nothing else alive."""
+    result = subprocess.run([sys.executable, "-c", DECODE_ONLY, *map(str, paths)], capture_output=True, text=True,
+                            check=True)
+    return int(result.stdout.strip())
+
+
+def retained_python_kb(paths: list[Path]) -> float:
     """In-process: what Python objects a burst leaves behind (tracemalloc), apart from what the allocator keeps."""
     import gc  # noqa: PLC0415
     import logging  # noqa: PLC0415
@@ -67,8 +152,8 @@ def retained_python_kb(bodies: int, size_mb: float) -> float:
     gc.collect()
     tracemalloc.start()
     start = tracemalloc.get_traced_memory()[0]
-    for _ in range(bodies):
-        client.post(URL, data=_unique_body(size_mb), content_type="application/json")
+    for path in paths:
+        client.post(URL, data=path.read_bytes(), content_type="application/json")
     for _ in range(30):
         client.post(URL, data=ordinary, content_type="application/json")
     app.extensions["cds.ledger"].flush()
@@ -79,6 +164,11 @@ def retained_python_kb(bodies: int, size_mb: float) -> float:
     return retained / 1024
 
 
+def _row(run: Run) -> str:
+    cells = " | ".join(f"{a:.0f} MB ({a - run.before:+.0f})" for a in run.after)
+    return f"| {run.allocator} | {run.cpu_ms_per_call:.2f} ms | {run.before:.0f} MB | {cells} | {run.peak:.0f} MB |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bodies", type=int, default=20)
@@ -86,45 +176,42 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=3, help="bursts in a row: growth must stop, not go on")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    server, port = start_server(tempfile.mkdtemp(prefix="cds-bench-burst-"), workers=1)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        ordinary = _body(100, "patient-view")
-        for _ in range(50):
-            requests.post(base + URL, data=ordinary, headers={"Content-Type": "application/json"}, timeout=60)
-        [worker] = _worker_pids(server.pid)
-        before = _rss_mb(worker)
-        statuses = []
-        after: list[float] = []
-        for _ in range(args.bursts):
-            for _ in range(args.bodies):
-                response = requests.post(base + URL, data=_unique_body(args.mb), timeout=120,
-                                         headers={"Content-Type": "application/json"})
-                statuses.append(response.status_code)
-            for _ in range(50):
-                requests.post(base + URL, data=ordinary, headers={"Content-Type": "application/json"}, timeout=60)
-            after.append(_rss_mb(worker))
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-    retained_kb = retained_python_kb(args.bodies, args.mb)
+    folder = Path(tempfile.mkdtemp(prefix="cds-bench-bodies-"))
+    bodies = []
+    for burst in range(args.bursts):  # written once, sent to both servers: every body unique within a server
+        paths = [folder / f"{burst}-{index}.json" for index in range(args.bodies)]
+        for path in paths:
+            path.write_bytes(_unique_body(args.mb))
+        bodies.append(paths)
+    runs = [burst_over_http("", bodies), burst_over_http("malloc", bodies)]
+    decoded_mb = decode_only_mb(bodies[0])
+    retained_kb = retained_python_kb(bodies[0])
+    default, malloc = runs
+    cost = malloc.cpu_ms_per_call / default.cpu_ms_per_call if default.cpu_ms_per_call else float("nan")
+    statuses = sorted(set().union(*(run.statuses for run in runs)))
     text = "\n".join([
         "# Worker memory around a burst of large unique bodies", "",
         f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} with `python bench/burst.py` (one gthread worker, "
-        f"the defaults): {args.bodies} bodies of about {args.mb:g} MB, every code, text and date unique and long, "
-        f"each burst followed by 50 ordinary 100-resource calls; statuses {sorted(set(statuses))}. What the first "
-        "burst adds and later ones do not is the allocator keeping freed memory (CPython's arenas) and the "
-        "bounded caches filling; memory that grew with every burst would be a leak.", "",
-        "| worker RSS before | " + " | ".join(f"after burst {i + 1}" for i in range(len(after))) + " |",
-        "|---|" + "---|" * len(after),
-        f"| {before:.0f} MB | " + " | ".join(f"{a:.0f} MB ({a - before:+.0f})" for a in after) + " |", "",
-        f"Python objects the same burst leaves behind, in-process (tracemalloc, after a collection): "
-        f"{retained_kb:+.0f} KB. The caches keyed by request content keep only short keys and are capped (dates "
-        "20,000, codes 20,000, drug concepts 4,096, draft-order shapes 256 x 16 KB); the rest of the resident "
-        "growth is freed memory the allocators keep for reuse (glibc's heaps, CPython's arenas), which is why it "
-        "stops rising. The worker hands glibc's free pages back after each body over 1 MB (`malloc_trim`) and "
-        "keeps two glibc heaps instead of one per thread (cds_service/memory.py): that halved the growth, from "
-        "45-49 MB; what is left is CPython's own arenas, which this does not reach.", ""])
+        f"the defaults): {args.bodies} bodies of about {args.mb:g} MB a burst, every code, text and date unique and "
+        f"long, each burst followed by 50 ordinary 100-resource calls; statuses {statuses}. The same bodies go to a "
+        "worker with CPython's allocator (the default) and to one started with `PYTHONMALLOC=malloc`. CPU is the "
+        f"worker's user + system time per ordinary call, over {TIMED_CALLS} calls before the bursts.", "",
+        "| allocator | CPU per ordinary call | RSS before | " + " | ".join(
+            f"after burst {i + 1}" for i in range(args.bursts)) + " | peak (VmHWM) |",
+        "|---|---|---|" + "---|" * args.bursts + "---|",
+        _row(default), _row(malloc), "",
+        f"Whose memory it is: the Python objects the same burst leaves behind, in-process (tracemalloc, after a "
+        f"collection): {retained_kb:+.0f} KB. Decoding the first burst's bodies with `orjson.loads` alone, in a "
+        f"bare interpreter, leaves CPython holding {decoded_mb} more arenas of 1 MiB than before. CPython's "
+        "small-object allocator returns an arena to the system only when every object in it is gone, so a few "
+        "objects that outlive a large call (a cache entry, a ledger row waiting for its turn, the next call's "
+        "objects) keep the pages of the objects freed around them; the worker reuses them for later calls, so the "
+        "growth stops rather than adding up, and one call at a time decodes in a worker, so it is at most about "
+        "one largest body's worth (`CDS_MAX_BODY_BYTES`). glibc's free pages go back after each body over 1 MB "
+        "(`malloc_trim`, once the response is sent) with two glibc heaps per worker (cds_service/memory.py). The "
+        "second row is the alternative a deployment could choose, every object from glibc, whose free pages the "
+        f"trim returns one by one: in this run it kept {malloc.after[-1] - malloc.before:+.0f} MB after the last "
+        f"burst against {default.after[-1] - default.before:+.0f} MB, for {cost:.2f}x the CPU per call.", ""])
     if not args.no_write:
         (ROOT / "bench" / "BURST.md").write_text(text)
     print(text)

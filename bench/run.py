@@ -231,12 +231,13 @@ def _worker_peak_rss_mb(master_pid: int) -> list[float]:
     return peaks
 
 
-def start_server(instance: str, workers: int) -> tuple[subprocess.Popen, int]:
+def start_server(instance: str, workers: int, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
     """`cds-service serve` on a free port with the defaults of the environment (no CDS_* setting but the instance
-    folder), logging included: one JSON line per request at INFO, written to a discarded stderr. Returns once it
-    accepts connections."""
+    folder, plus `extra_env`), logging included: one JSON line per request at INFO, written to a discarded stderr.
+    Returns once it accepts connections."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env.update(extra_env or {})
     env["CDS_INSTANCE_PATH"] = instance
     script = Path(sys.executable).with_name("cds-service")
     server = subprocess.Popen([str(script), "serve", "--port", str(port), "--workers", str(workers)], env=env,

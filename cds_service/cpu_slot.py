@@ -89,15 +89,41 @@ class BufferedCalls:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         declared = environ.get("CONTENT_LENGTH") or ""
         size = 0
+        body: io.BytesIO | None = None
         if declared.isdigit() and 0 < int(declared) <= self.max_body_bytes:
-            environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(int(declared)))
             size = int(declared)
+            body = environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(size))
         elif not declared and environ.get("wsgi.input_terminated"):
-            body = environ["wsgi.input"].read(self.max_body_bytes + 1)
-            environ["wsgi.input"] = io.BytesIO(body)
-            size = len(body)
+            data = environ["wsgi.input"].read(self.max_body_bytes + 1)
+            size = len(data)
+            body = environ["wsgi.input"] = io.BytesIO(data)
+            del data
         with self.slot.held():
             response = self.app(environ, start_response)
-            if size > TRIM_AFTER_BYTES:  # the request's objects are freed by now: hand their pages back
-                release_freed_memory()
-            return response
+        if body is not None and size > TRIM_AFTER_BYTES:
+            return _ReleasedWhenClosed(response, body)
+        return response
+
+
+class _ReleasedWhenClosed:
+    """A large call's response: once the server has sent and closed it, the body's buffer is let go (werkzeug's
+    request and the WSGI environ refer to each other, so without this it waited for the collector) and the freed
+    pages go back to the operating system. Trimming earlier, inside the call, ran while the body and the response
+    were still alive, and the glibc heap kept what they held after a burst of large bodies (bench/burst.py)."""
+
+    def __init__(self, response: Iterable[bytes], body: io.BytesIO) -> None:
+        self.response = response
+        self.body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.response)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.response, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.body.close()
+            self.response = ()
+            release_freed_memory()

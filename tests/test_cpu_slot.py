@@ -105,5 +105,27 @@ def test_memory_is_handed_back_after_a_large_body_only(monkeypatch):
     calls({"CONTENT_LENGTH": "100", "wsgi.input": io.BytesIO(b"x" * 100)}, None)
     assert trims == []
     size = 2 * 1024 * 1024
-    calls({"CONTENT_LENGTH": str(size), "wsgi.input": io.BytesIO(b"x" * size)}, None)
+    environ = {"CONTENT_LENGTH": str(size), "wsgi.input": io.BytesIO(b"x" * size)}
+    response = calls(environ, None)
+    body = environ["wsgi.input"]
+    assert list(response) == [b""]
+    assert trims == [] and not body.closed  # the response still being sent: its objects are alive
+    response.close()  # the server is done with it (PEP 3333)
     assert trims == [1]
+    assert body.closed  # the buffer is let go now, not when the collector finds the request's reference cycle
+
+
+def test_a_large_call_s_response_is_closed_before_memory_is_handed_back(monkeypatch):
+    from cds_service import cpu_slot  # noqa: PLC0415
+
+    events = []
+    monkeypatch.setattr(cpu_slot, "release_freed_memory", lambda: events.append("trim"))
+
+    class Response(list):
+        def close(self):
+            events.append("closed")
+
+    calls = BufferedCalls(lambda environ, start_response: Response([b"{}"]), CpuSlot(), max_body_bytes=4 << 20)
+    size = 2 * 1024 * 1024
+    calls({"CONTENT_LENGTH": str(size), "wsgi.input": io.BytesIO(b"x" * size)}, None).close()
+    assert events == ["closed", "trim"]

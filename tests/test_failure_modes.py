@@ -402,3 +402,35 @@ def test_the_wsgi_servers_own_errors_are_operation_outcomes(tmp_path, request_by
     OperationOutcome.model_validate(outcome)
     assert outcome["issue"][0]["severity"] == "error"
     assert b"a" * 100 not in body  # nothing of the request echoed
+
+
+def _padded(body: dict, megabytes: float) -> dict:
+    """The same patient with enough unrelated Conditions (a code no value set holds) to pass `megabytes`."""
+    conditions = body["prefetch"]["conditions"]
+    filler = {"resourceType": "Condition", "subject": {"reference": f"Patient/{body['context']['patientId']}"},
+              "code": {"text": "common cold " + "x" * 400,
+                       "coding": [{"system": "http://snomed.info/sct", "code": "82272006", "display": "Common cold"}]},
+              "onsetDateTime": "2015-02-01"}
+    entries = list(conditions["entry"])
+    while len(orjson.dumps(entries)) < megabytes * 1024 * 1024:
+        entries.extend({"resource": {**filler, "id": f"filler-{len(entries)}-{i}"}} for i in range(500))
+    return {**body, "prefetch": {**body["prefetch"], "conditions": {**conditions, "entry": entries}},
+            "hookInstance": str(uuid.uuid4())}
+
+
+def test_large_calls_on_one_kept_alive_connection_are_answered_whole(tmp_path):
+    """A call past 1 MB has its memory handed back once its response is sent and closed (cpu_slot): the response
+    still goes out whole, and the connection serves the next calls."""
+    with Server(tmp_path, workers=1) as server, requests.Session() as session:
+        expected = sorted(c["source"]["topic"]["code"]
+                          for c in requests.post(server.base + PV, json=BODY, timeout=30).json()["cards"])
+        assert expected
+        for _ in range(3):
+            large = orjson.dumps(_padded(BODY, 1.5))
+            assert len(large) > 1024 * 1024
+            response = session.post(server.base + PV, data=large, timeout=60,
+                                    headers={"Content-Type": "application/json"})
+            assert response.status_code == 200
+            assert sorted(c["source"]["topic"]["code"] for c in response.json()["cards"]) == expected
+            follow = session.post(server.base + PV, json={**BODY, "hookInstance": str(uuid.uuid4())}, timeout=30)
+            assert follow.status_code == 200 and follow.json()["cards"]
