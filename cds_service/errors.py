@@ -58,10 +58,15 @@ class AuthenticationFailed(CdsError):
 
 
 class PreconditionFailed(CdsError):
-    """Data the service cannot do without is neither prefetched nor fetchable (412, CDS Hooks 2.0 §prefetch)."""
+    """Data the service cannot do without is neither prefetched nor fetchable (412, CDS Hooks 2.0 §prefetch).
+    `causes` (prefetch key -> why) are for the log when the client is told less."""
 
     status = 412
     issue_code = "incomplete"
+
+    def __init__(self, diagnostics: str, causes: dict[str, str] | None = None) -> None:
+        super().__init__(diagnostics)
+        self.causes = causes or {}
 
 
 class ServiceUnavailable(CdsError):

@@ -356,3 +356,27 @@ def test_every_fixture_gives_the_same_cards_by_prefetch_or_by_backfill(app, mock
     backfilled = advice(post(app, request_body(fixture, prefetch_all=False), fixture))
     assert backfilled == prefetched
     assert len(mock.calls) >= 9
+
+
+@pytest.mark.parametrize("answer", [
+    {"body": requests.ConnectionError("refused")},  # nothing listens
+    {"body": requests.ConnectTimeout("filtered")},  # a firewall drops the packets
+    {"status": 500},                                # something answers
+    {"status": 401},
+    {"body": b"<html>not FHIR</html>"},
+], ids=["refused", "timeout", "http-500", "http-401", "not-json"])
+def test_production_412_says_the_same_whatever_is_listening(make_app, mock, tmp_path, caplog, answer):
+    """What a read from fhirServer met would tell a caller whether something listens at that address and port (a
+    port scanner run through the service): production tells the client one sentence for all, and logs the cause."""
+    call = production(make_app, tmp_path)
+    mock.add(responses.GET, re.compile(re.escape(BASE) + r"/Condition.*"), **answer)
+    with caplog.at_level(logging.WARNING, logger="cds_service.errors"):
+        response = call(request_body(drop=["conditions"]))
+    body = assert_operation_outcome(response, 412, "conditions (fhirServer could not be read; the service's log "
+                                                   "has the cause under this call's X-Request-ID)")
+    for detail in ("connect", "timed out", "HTTP", "JSON", "FHIR resource", "refused"):
+        assert detail not in body["issue"][0]["diagnostics"]
+    [record] = [r for r in caplog.records if r.getMessage() == "required patient data unavailable"]
+    assert record.request_id == response.headers["X-Request-ID"]
+    assert set(record.causes) == {"conditions"} and record.causes["conditions"] != "fhirServer could not be read"
+    assert TOKEN not in str(record.__dict__)

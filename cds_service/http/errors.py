@@ -12,7 +12,7 @@ from flask import Flask, Response, g, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from cds_service.errors import AuthenticationFailed, CdsError, ServiceUnavailable
+from cds_service.errors import AuthenticationFailed, CdsError, PreconditionFailed, ServiceUnavailable
 from cds_service.metrics import dependency_unavailable
 from cds_service.storage.database import is_unavailable
 
@@ -61,6 +61,9 @@ def register_error_handlers(app: Flask) -> None:
             response.headers["WWW-Authenticate"] = "Bearer"
         if isinstance(error, ServiceUnavailable):
             response.headers["Retry-After"] = str(error.retry_after_seconds)
+        if isinstance(error, PreconditionFailed) and error.causes:  # the service's own words: no PHI, no URL
+            log.warning("required patient data unavailable", extra={"request_id": getattr(g, "request_id", "unknown"),
+                                                                    "causes": error.causes})
         return response
 
     @app.errorhandler(SQLAlchemyError)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from cds_service.clinical import reads_medication
 from cds_service.errors import PreconditionFailed
+from cds_service.fhir.client import FORBIDDEN_ADDRESS
 from cds_service.fhir.identity import own_resources, patient_mismatch
 from cds_service.fhir.record import PatientRecord, build_record, resources_in
 from cds_service.fhir.resolve import resolve_prefetch
@@ -24,6 +25,7 @@ from cds_service.services.runtime import Runtime
 
 REQUIRED_KEYS = ("patient", "conditions", "procedures")
 log = logging.getLogger("cds_service.patient_data")
+UNREADABLE = "fhirServer could not be read; the service's log has the cause under this call's X-Request-ID"
 
 
 def patient_record(request: HookRequest, templates: Mapping[str, str], runtime: Runtime) -> PatientRecord:
@@ -32,11 +34,14 @@ def patient_record(request: HookRequest, templates: Mapping[str, str], runtime: 
     required = {key: why for key, why in resolution.unavailable.items() if key in REQUIRED_KEYS}
     if required:
         PRECONDITION_FAILED.inc()
+        told = {key: _told(key, why, resolution.fetched, runtime.fetch_policy.production)
+                for key, why in required.items()}
         raise PreconditionFailed(
             "Required patient data could not be had: "
-            + "; ".join(f"{key} ({why})" for key, why in sorted(required.items()))
+            + "; ".join(f"{key} ({why})" for key, why in sorted(told.items()))
             + ". Send it as prefetch (see the service's templates in GET /cds-services), or send fhirServer and "
-            "fhirAuthorization so the service can read it."
+            "fhirAuthorization so the service can read it.",
+            causes=required if told != required else None,
         )
     resources = [resource for key in templates if key in resolution.data
                  for resource in resources_in(resolution.data[key])]
@@ -44,6 +49,15 @@ def patient_record(request: HookRequest, templates: Mapping[str, str], runtime: 
     return build_record(resources, runtime.now, unavailable=resolution.unavailable,
                         default_supply_days=runtime.thresholds.medication_default_supply_days,
                         reads_medication=reads_medication)
+
+
+def _told(key: str, why: str, fetched: tuple[str, ...], production: bool) -> str:
+    """What the client is told of why a key is unavailable. In production, the outcome of a read from fhirServer
+    (refused connection, timeout, an HTTP status, a malformed answer) is not: which of them it was tells a caller
+    whether something listens at that address and port. The log has it, under the call's X-Request-ID."""
+    if production and key in fetched and why != FORBIDDEN_ADDRESS:
+        return UNREADABLE
+    return why
 
 
 def this_patients(resources: list[dict], patient_id: str) -> list[dict]:
