@@ -98,6 +98,23 @@ def test_draft_orders_entry_of_the_wrong_type_is_400(app, entry):
     assert_operation_outcome(post(app, _order_sign(entry), SIGN), 400, "context.draftOrders.entry")
 
 
+def test_a_hook_instance_longer_than_the_ledger_keeps_is_400_and_a_255_one_is_recorded_whole(app):
+    from sqlalchemy import select  # noqa: PLC0415
+
+    from cds_service.storage.models import IssuedCard  # noqa: PLC0415
+
+    request = body()
+    request["hookInstance"] = "h" * 256
+    assert_operation_outcome(post(app, request, PV), 400, "'hookInstance' is longer than 255 characters")
+    request["hookInstance"] = "h" * 255
+    assert post(app, request, PV).status_code == 200
+    ledger = app.extensions["cds.ledger"]
+    ledger.flush()
+    with app.extensions["cds.database"].connect() as connection:
+        stored = set(connection.scalars(select(IssuedCard.hook_instance)))
+    assert stored == {"h" * 255}
+
+
 def test_a_draft_order_nested_300_levels_deep_is_400(app):
     deep: dict = {"value": 1}
     for _ in range(300):

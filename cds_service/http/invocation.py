@@ -88,6 +88,8 @@ def invoke(service_id: str) -> Response:
     context = g._get_current_object()
     service = find_service(service_id, app)
     hook_request = parse_hook_request(read_json_body(decode_hook_request), service.hook)
+    if len(hook_request.hook_instance) > _HOOK_INSTANCE.type.length:  # the ledger's column: refused, not cut
+        raise InvalidRequest(f"'hookInstance' is longer than {_HOOK_INSTANCE.type.length} characters (a UUID is 36).")
     context.hook = hook_request.hook
     extensions = app.extensions
     runtime = Runtime(now=extensions["cds.clock"](), thresholds=extensions["cds.thresholds"],
@@ -115,8 +117,8 @@ def invoke(service_id: str) -> Response:
 def ledger_rows(cards: list[dict], service_id: str, hook_request: HookRequest, now: datetime, *,
                 patient_hasher: Callable[[str], str], knowledge_version: str) -> list[IssuedCardRow]:
     """What the ledger keeps of each card: ids, type, knowledge version, time; the patient only as a keyed hash. The
-    client's hookInstance is made storable (no NUL, cut to its column), so it cannot make the database refuse the
-    row."""
+    client's hookInstance (no longer than its column, checked in `invoke`) is made storable (no NUL), so it cannot
+    make the database refuse the row."""
     patient = patient_hasher(hook_request.patient_id)
     return [IssuedCardRow(
         card_uuid=card["uuid"], card_type=card["source"]["topic"]["code"], service_id=service_id,
