@@ -154,6 +154,27 @@ def test_feedback_fields_of_the_wrong_type_or_size_are_400_naming_the_field(app,
     assert_operation_outcome(app.test_client().post(PV + "/feedback", json=_feedback(**reason)), 400, field)
 
 
+@pytest.mark.parametrize(("change", "field"), [
+    ({"outcome": "overridden", "acceptedSuggestions": [None]}, "acceptedSuggestions"),  # found by schemathesis: 500
+    ({"outcome": "overridden", "acceptedSuggestions": "s1"}, "acceptedSuggestions"),
+    ({"outcome": "accepted", "acceptedSuggestions": [{"id": "s" * 37}]}, "acceptedSuggestions"),
+    ({"outcome": "accepted", "acceptedSuggestions": [{"id": 7}]}, "acceptedSuggestions"),
+    ({"card": "c" * 37}, "card is required"),
+    ({"card": "a\x00b"}, "card is required"),
+])
+def test_feedback_ids_of_the_wrong_shape_or_size_are_400(app, change, field):
+    item = {"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": "2026-12-04T09:00:00Z", **change}
+    response = app.test_client().post(PV + "/feedback", json={"feedback": [item]})
+    assert_operation_outcome(response, 400, f"feedback[0].{field}")
+
+
+def test_feedback_accepted_with_well_formed_ids_is_stored(app):
+    item = {"card": str(uuid.uuid4()), "outcome": "accepted", "outcomeTimestamp": "2026-12-04T09:00:00Z",
+            "acceptedSuggestions": [{"id": str(uuid.uuid4())}]}
+    response = app.test_client().post(PV + "/feedback", json={"feedback": [item]})
+    assert response.status_code == 200 and response.get_json() == {"received": 1, "stored": 1}
+
+
 def test_feedback_success_is_a_json_body(app):
     response = app.test_client().post(PV + "/feedback", json=_feedback(display="Too early"))
     assert response.status_code == 200 and response.mimetype == "application/json"

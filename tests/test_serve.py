@@ -85,10 +85,10 @@ def test_the_worker_starts_frozen_with_young_collections_rarer():
     threshold = gc.get_threshold()
     try:
         gc.unfreeze()
+        gc.set_threshold(700, *threshold[1:])  # CPython's default, whatever an earlier test in this process left
         freeze_start_up()
         assert gc.get_freeze_count() > 0
         assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *threshold[1:])
-        assert threshold[0] < GC_YOUNG_THRESHOLD
     finally:
         gc.unfreeze()  # the rest of the suite runs with the collector as it was
         gc.set_threshold(*threshold)

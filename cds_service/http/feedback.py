@@ -24,6 +24,7 @@ log = logging.getLogger("cds_service.feedback")
 OUTCOMES = ("accepted", "overridden")
 _CODING_COLUMNS = {"system": Feedback.__table__.c.override_system, "code": Feedback.__table__.c.override_code,
                    "display": Feedback.__table__.c.override_display}
+_UUID_LENGTH: int = Feedback.__table__.c.card_uuid.type.length
 
 
 def check_feedback(body: Any) -> list[dict[str, Any]]:
@@ -39,20 +40,27 @@ def check_feedback(body: Any) -> list[dict[str, Any]]:
         where = f"feedback[{index}]"
         if not isinstance(item, dict):
             raise InvalidRequest(f"{where} must be an object.")
-        if not isinstance(item.get("card"), str) or not item["card"]:
-            raise InvalidRequest(f"{where}.card is required (the card's uuid).")
+        if not _is_uuid_sized(item.get("card")):
+            raise InvalidRequest(f"{where}.card is required: the uuid of a card this service gave (at most "
+                                 f"{_UUID_LENGTH} characters).")
         if item.get("outcome") not in OUTCOMES:
             raise InvalidRequest(f"{where}.outcome must be one of {', '.join(OUTCOMES)}.")
         _check_timestamp(item.get("outcomeTimestamp"), where)
-        if item["outcome"] == "accepted":
-            accepted = item.get("acceptedSuggestions")
-            if not isinstance(accepted, list) or not accepted or not all(
-                isinstance(s, dict) and isinstance(s.get("id"), str) and s["id"] for s in accepted
-            ):
-                raise InvalidRequest(f"{where}.acceptedSuggestions must list the accepted suggestions' ids.")
+        accepted = item.get("acceptedSuggestions")
+        if (item["outcome"] == "accepted" or accepted is not None) and not (
+                isinstance(accepted, list) and (accepted or item["outcome"] != "accepted")
+                and all(isinstance(s, dict) and _is_uuid_sized(s.get("id")) for s in accepted)):
+            raise InvalidRequest(f"{where}.acceptedSuggestions must list the accepted suggestions' ids (objects "
+                                 f"with an 'id' of at most {_UUID_LENGTH} characters).")
         if "overrideReason" in item:
             _check_override_reason(item["overrideReason"], where)
     return items
+
+
+def _is_uuid_sized(value: Any) -> bool:
+    """A card or suggestion id as the ledger keys it: a non-empty string that fits its column, without NUL. Longer
+    is no id this service issued, and cutting it to fit could make two ids one."""
+    return isinstance(value, str) and 0 < len(value) <= _UUID_LENGTH and "\x00" not in value
 
 
 def _check_timestamp(value: Any, where: str) -> None:
