@@ -26,11 +26,10 @@ from cds_service.fhir.record import resources_in
 from cds_service.fhir.search import prefetch_for
 from tests.support import hook_request
 
-FBSS = "Persistent/recurrent lumbar symptoms 42 wk after spine surgery (possible FBSS) — imaging recommended"
-RISKS = "Surgical risk factors for MISS/revision: uncontrolled diabetes — optimize before surgical referral"
+FBSS = "Persistent/recurrent lumbar symptoms 42 weeks after spine surgery (possible FBSS) — imaging recommended"
+RISKS = "Surgical risk factors: uncontrolled diabetes — address alongside the surgical referral"
 # With a bigger chart come the ibuprofen prescriptions of the background noise: conservative care already tried.
-REFERRAL = ("Recurrent symptoms despite conservative care after spine surgery — refer to spine surgeon for "
-            "revision/MISS evaluation")
+REFERRAL = "Recurrent symptoms despite conservative care after spine surgery — refer to a spine surgeon for evaluation"
 CARDS = {10: {FBSS, RISKS}, 300: {FBSS, RISKS, REFERRAL}}
 ROOT = Path(__file__).resolve().parent.parent
 

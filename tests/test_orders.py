@@ -211,3 +211,25 @@ def test_a_draft_without_a_fhir_id_gets_no_suggestion_that_would_delete_it(app, 
     assert all("#" not in ref and " " not in ref for ref in deletes)
     assert len(deletes) < len([action for card in unchanged for s in card.get("suggestions", ())
                                for action in s["actions"] if action["type"] == "delete"])
+
+
+@pytest.mark.parametrize("rxnorm", ["351267", "1010604"])  # buprenorphine/naloxone sublingual tablet, film
+def test_an_order_for_buprenorphine_with_naloxone_gets_no_opioid_card(app, rxnorm):
+    """Medication for opioid use disorder is never advised against (CDC 2022, recommendation 12). (A buprenorphine
+    named only in text may be a pain patch: it is MOUD only with opioid use disorder on the problem list.)"""
+    def moud(context):
+        context["draftOrders"]["entry"][1]["resource"]["medicationCodeableConcept"] = {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": rxnorm}]}
+
+    assert types(call(app, "order-select-one-of-several")) == ["opioid-order"]  # oxycodone, as the fixture has it
+    assert types(call(app, "order-select-one-of-several", mutate=moud)) == []
+
+
+def test_the_opioid_order_card_checks_per_cdc_2022_and_never_calls_an_order_dependence(app):
+    [card] = call(app, "order-select-one-of-several")
+    text = card["summary"] + card["detail"]
+    assert "dependence" not in text.lower() and "seed" not in text.lower()
+    for check in ("morphine milligram equivalents", "naloxone", "prescription drug monitoring program",
+                  "benzodiazepines"):
+        assert check in card["detail"]
+    assert card["links"][0]["url"] == "https://www.cdc.gov/mmwr/volumes/71/rr/rr7103a1.htm"

@@ -31,7 +31,7 @@ def test_simulate_all_reports_a_failing_expectation(tmp_path):
 def test_simulate_prints_cards_as_a_clinician_sees_them():
     result = CliRunner().invoke(main, ["simulate", "01", "--at", "2025-06-01"])
     assert result.exit_code == 0, result.output
-    assert "[WARNING] Persistent/recurrent lumbar symptoms 39 wk after spine surgery" in result.output
+    assert "[WARNING] Persistent/recurrent lumbar symptoms 39 weeks after spine surgery" in result.output
     assert "[+] Order MRI lumbar spine without and with contrast (recommended) — 72158" in result.output
 
 

@@ -202,6 +202,11 @@ class Facts:
         return any(region.prior_surgery for region in self.regions.values())
 
     @property
+    def opioid_use_disorder(self) -> tuple[Evidence, ...]:
+        """Current opioid use disorder diagnoses (VS-19 subset 'opioid-use-disorder')."""
+        return tuple(ev for _, ev, m in self.current_by_vs.get("VS-19", ()) if m.has("subset", "opioid-use-disorder"))
+
+    @property
     def latest_pain(self) -> Evidence | None:
         """The most recent pain score within PAIN_LOOKBACK_DAYS (R11 reads this one)."""
         return self.pain_scores[-1][1] if self.pain_scores else None
@@ -752,10 +757,29 @@ def _classify_medications(record: PatientRecord) -> tuple[_Medication, ...]:
     return tuple(classified)
 
 
+@cache
+def _moud_ingredients() -> frozenset[str]:
+    return frozenset(name for member in value_set("VS-19").with_attribute("moud", "with-opioid-use-disorder")
+                     if (name := member.first("ingredient")))
+
+
+def is_moud(member: Member | None, opioid_use_disorder: bool) -> bool:
+    """Medication for opioid use disorder (MOUD): buprenorphine with naloxone or sublingual buprenorphine (VS-19
+    'oud-treatment'), or any buprenorphine or methadone product (VS-19 ingredients marked 'moud') for a patient with
+    opioid use disorder on the problem list. It treats the disorder: it is never counted as opioid therapy for pain,
+    and never advised against (CDC 2022, recommendation 12)."""
+    if member is None:
+        return False
+    return member.has("subset", "oud-treatment") or (
+        opioid_use_disorder and member.first("ingredient") in _moud_ingredients())
+
+
 def _long_term_opioid(medications: tuple[_Medication, ...], current: Mapping[str, tuple], now: datetime,
                       t: Thresholds) -> OpioidTherapy | None:
     """F8: a current opioid record in a continuous exposure (gaps <= OPIOID_CHAIN_GAP_DAYS) of >= 90 days,
-    or a current Z79.891 (long-term opiate use) diagnosis."""
+    or a current Z79.891 (long-term opiate use) diagnosis. MOUD records (`is_moud`) are not opioid therapy for pain:
+    they only set `opioid_use_disorder_treatment` (when current)."""
+    disorder = any(m.has("subset", "opioid-use-disorder") for _, _, m in current.get("VS-19", ()))
     exposures = []
     oud = False
     for medication in medications:
@@ -763,7 +787,9 @@ def _long_term_opioid(medications: tuple[_Medication, ...], current: Mapping[str
         if found is None or entry.start is None or entry.end is None or entry.start > now:
             continue
         evidence, member = found
-        oud = oud or bool(member and member.has("subset", "oud-treatment"))
+        if is_moud(member, disorder):
+            oud = oud or entry.current
+            continue
         exposures.append((entry.start, min(entry.end, now), entry.current, evidence))
     chain_start = None
     chain_evidence: list[Evidence] = []

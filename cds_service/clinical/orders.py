@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cds_service.clinical.facts import Facts, is_spine_referral, opioid_match, regions_in_words
+from cds_service.clinical.facts import Facts, is_moud, is_spine_referral, opioid_match, regions_in_words
 from cds_service.clinical.model import REGIONS, SYSTEM_LABELS, Evidence, Finding, Suggestion
 from cds_service.clinical.rules import (
     imaging_risk_factors,
@@ -23,7 +23,7 @@ from cds_service.clinical.rules import (
 )
 from cds_service.fhir.dates import days_between
 from cds_service.fhir.record import codeable_text
-from cds_service.terminology.valuesets import canonical_system, concept_matches, value_set
+from cds_service.terminology.valuesets import Member, canonical_system, concept_matches, value_set
 
 ORDER_CARD_ORDER = ("red-flag", "imaging-protocol", "imaging-not-indicated", "imaging-duplicate", "opioid-order",
                     "miss-risk")
@@ -42,6 +42,7 @@ class OrderItem:
     contrast: str | None = None
     reasons: tuple[Any, ...] = ()
     priority: str | None = None
+    medication: Member | None = None     # the VS-19 member an opioid order matched (MOUD is told apart by it)
 
 
 def _label(display: str, system: str | None, code: str | None) -> str:
@@ -67,8 +68,9 @@ def _classify_medication(reference: str, concept: Mapping[str, Any]) -> OrderIte
         return OrderItem(reference, "other", text or "medication order")
     coding, member = found
     if coding is None:
-        return OrderItem(reference, "opioid", text)
-    return OrderItem(reference, "opioid", _label(coding.get("display") or member.display, "rxnorm", coding.get("code")))
+        return OrderItem(reference, "opioid", text, medication=member)
+    return OrderItem(reference, "opioid", _label(coding.get("display") or member.display, "rxnorm", coding.get("code")),
+                     medication=member)
 
 
 def _classify_service_request(reference: str, resource: Mapping[str, Any]) -> OrderItem:
@@ -241,6 +243,8 @@ def _opioid_rule(facts: Facts, order: OrderItem) -> Finding | None:
     """O4: an opioid order with long-term opioid therapy (F8) or an FBSS state; never in the early post-op window
     unless F8 already holds."""
     t = facts.thresholds
+    if is_moud(order.medication, bool(facts.opioid_use_disorder)):
+        return None  # treatment of opioid use disorder: never advised against (CDC 2022, recommendation 12)
     therapy = facts.long_term_opioid
     early = facts.post_op_days is not None and facts.post_op_days < t.early_postop_days
     if early and therapy is None:
@@ -257,4 +261,6 @@ def _opioid_rule(facts: Facts, order: OrderItem) -> Finding | None:
     context = "long-term-opioid" if therapy else "fbss"  # worded by the card template (context_labels)
     suggestions, _ = suggestions_for("opioid-long-term", symptomatic_region(facts), facts)
     return Finding("opioid-order", "O4", tuple(dict.fromkeys(evidence)), None, suggestions,
-                   {"context": context, "days": therapy.days if therapy else None})
+                   {"context": context, "days": therapy.days if therapy else None,
+                    "oud_treatment": bool(therapy and therapy.opioid_use_disorder_treatment),
+                    "oud_diagnosed": bool(facts.opioid_use_disorder)})

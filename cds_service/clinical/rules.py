@@ -39,12 +39,20 @@ def suggestions_for(card_type: str, region: str | None, facts: Facts,
             if recent and not row.get("always"):
                 omitted.extend(recent)
                 continue
+            if "when_instrumented" in row and not _instrumented(region_facts, row["when_instrumented"], facts):
+                continue
             kept.append(Suggestion(row["study"], "study", bool(row.get("recommended")), bool(row.get("optional")),
                                    row.get("priority", "routine")))
         else:
             kept.append(Suggestion(row["order"], "order", bool(row.get("recommended")), False,
                                    row.get("priority", "routine")))
     return tuple(kept), tuple(dict.fromkeys(omitted))
+
+
+def _instrumented(region_facts: RegionFacts | None, kinds: list[str], facts: Facts) -> bool:
+    """A surgery of one of `kinds` in the region (fusion, hardware, ...), or a stimulator that may make MRI unsafe."""
+    return facts.scs_present or (region_facts is not None
+                                 and any(not surgery.kinds.isdisjoint(kinds) for surgery in region_facts.surgeries))
 
 
 def _entry_recent(entry: Any, now: datetime, days: int) -> bool:
@@ -143,7 +151,15 @@ def red_flag_finding(facts: Facts) -> Finding | None:
     if named and region not in named:  # a cervical fracture is imaged in the neck, whatever else the chart holds
         region = next(r for r in REGIONS if r in named)
     suggestions, _ = suggestions_for("red-flag", region, facts)
-    return Finding("red-flag", "R1", tuple(flags), region, suggestions, {"findings": tuple(ev.display for ev in flags)})
+    # What made the findings spine red flags, cited after them: the newest spine symptom and the last spine surgery
+    # (a bladder finding or a cancer history is a red flag only with them).
+    symptom = max((ev for r in REGIONS for ev in facts.regions[r].symptoms if ev.date is not None),
+                  key=lambda ev: ev.date, default=None)  # type: ignore[arg-type, return-value]
+    surgery = facts.last_surgery.evidence if facts.last_surgery is not None else None
+    context = tuple(ev for ev in (symptom, surgery) if ev is not None and ev not in flagged)
+    return Finding("red-flag", "R1", (*flags, *context), region, suggestions,
+                   {"findings": tuple(ev.display for ev in flags), "flag_count": len(flags),
+                    "after_surgery": facts.prior_surgery})
 
 
 def symptomatic_region(facts: Facts) -> str:
@@ -246,7 +262,9 @@ def _revision_referral(facts: Facts, rf: RegionFacts, imaging: Finding) -> Findi
     care = facts.conservative_care(since, after_surgery=True)
     if not care:
         return None
-    return Finding("revision-referral", "R4", (rf.last_surgery.evidence, *care), rf.region,  # type: ignore[union-attr]
+    # The persistent symptoms are why a surgeon should look again; the care tried is listed apart (template `care`).
+    evidence = tuple(dict.fromkeys((rf.last_surgery.evidence, *rf.symptoms, *care)))  # type: ignore[union-attr]
+    return Finding("revision-referral", "R4", evidence, rf.region,
                    suggestions_for("revision-referral", rf.region, facts)[0],
                    {"causes": ("conservative-care-failed",), "conservative_care": care})
 
@@ -293,9 +311,10 @@ def _opioid_long_term(facts: Facts) -> Finding | None:
     if therapy is None or not facts.any_symptom:
         return None
     region = symptomatic_region(facts)
-    return Finding("opioid-long-term", "R7", therapy.evidence, region,
+    return Finding("opioid-long-term", "R7", (*therapy.evidence, *facts.opioid_use_disorder), region,
                    suggestions_for("opioid-long-term", region, facts)[0],
-                   {"days": therapy.days, "oud_treatment": therapy.opioid_use_disorder_treatment})
+                   {"days": therapy.days, "oud_treatment": therapy.opioid_use_disorder_treatment,
+                    "oud_diagnosed": bool(facts.opioid_use_disorder)})
 
 
 def _deformity(facts: Facts) -> Finding | None:
@@ -318,8 +337,10 @@ def _alt_pain_generator(facts: Facts) -> Finding | None:
     """R10: a non-spinal pain generator alongside a surgical-pathway card."""
     if not facts.alt_generators:
         return None
+    mimics = tuple(dict.fromkeys(mimic for _, ev, m in facts.current_by_vs.get("VS-10", ())
+                                 if ev in facts.alt_generators for mimic in m.attributes.get("mimic", ())))
     return Finding("alt-pain-generator", "R10", facts.alt_generators, None, (),
-                   {"diagnoses": tuple(ev.display for ev in facts.alt_generators)})
+                   {"diagnoses": tuple(ev.display for ev in facts.alt_generators), "mimics": mimics})
 
 
 def _neuropathic_component(facts: Facts) -> bool:

@@ -75,15 +75,16 @@ class CardRenderer:
             summary = short(summary, SUMMARY_MAX)
         detail = _BLANK_LINES.sub("\n\n", _render(template.detail, context)).strip()
         reasons = reason_codes(finding.evidence)
+        citation = template.citation(finding.region)
         suggestions = [s for s in (render_suggestion(item, self.catalogue, template.suggestion_descriptions,
                                                      patient_id, reasons) for item in finding.suggestions) if s]
         card = RenderedCard({
             "uuid": time_ordered_uuid(),
             "summary": summary,
             "indicator": template.indicator,
-            "source": {**template.source, "topic": {"system": CARD_TYPE_SYSTEM, "code": finding.card_type}},
+            "source": {**citation.source, "topic": {"system": CARD_TYPE_SYSTEM, "code": finding.card_type}},
             "overrideReasons": list(template.override_reasons),
-            "links": [{"label": link["label"], "url": link["url"], "type": "absolute"} for link in template.links],
+            "links": [{"label": link["label"], "url": link["url"], "type": "absolute"} for link in citation.links],
         })
         if detail:
             card["detail"] = detail

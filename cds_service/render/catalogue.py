@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from functools import cache
@@ -20,8 +21,13 @@ from cds_service.terminology.valuesets import value_set
 CARD_TYPE_SYSTEM = "urn:spine-cds:card-type"
 OVERRIDE_REASON_SYSTEM = "urn:spine-cds:override-reason"
 _PACKAGE = "cds_service.card_templates"
-_TEMPLATE_FIELDS = frozenset({"type", "indicator", "summary", "detail", "source", "links", "suggestions",
+_TEMPLATE_FIELDS = frozenset({"type", "indicator", "summary", "detail", "source", "links", "regions", "suggestions",
                               "overrideReasons", "rule"})
+_NOT_CARDS = frozenset({"orders.yaml", "links.yaml"})
+REGIONS = ("lumbar", "thoracic", "cervical")
+# What clinician-facing text must never hold: the project's own documents and identifiers (source pages, value-set
+# and rule ids, section signs). A clinician can look up a guideline, not these.
+INTERNAL_TAG = re.compile(r"\bseeds?\b|\bVS-\w+|clinical-rules|§|\b[ROF]\d{1,2}\b(?!\.\d)", re.IGNORECASE)
 
 
 def short(text: Any, length: int) -> str:
@@ -31,17 +37,27 @@ def short(text: Any, length: int) -> str:
 
 
 @dataclass(frozen=True)
+class Citation:
+    """What a card cites: `source` (label and url) and `links`, as the card carries them."""
+
+    source: Mapping[str, Any]
+    links: tuple[Mapping[str, str], ...]
+
+
+@dataclass(frozen=True)
 class CardTemplate:
     type: str
     indicator: str
     summary: Template
     detail: Template
-    source: Mapping[str, Any]
-    links: tuple[Mapping[str, str], ...]
+    citations: Mapping[str, Citation]  # by region ("" for a card without one, or a region with no text of its own)
     suggestion_descriptions: Mapping[str, str]
     override_reasons: tuple[Mapping[str, str], ...]
     extra: Mapping[str, Any]
     variables: frozenset[str]  # the names the summary and detail (and their partials) read
+
+    def citation(self, region: str | None) -> Citation:
+        return self.citations.get(region or "", self.citations[""])
 
 
 @dataclass(frozen=True)
@@ -111,21 +127,24 @@ def load_catalogue() -> Catalogue:
         environment.get_template(partial)  # compiled now and kept in the environment's cache, not on a first include
     reason_system = orjson.loads(_read("override-reasons.json"))
     reasons = {c["code"]: c["display"] for c in reason_system["concept"]}
+    links = yaml.safe_load(_read("links.yaml"))
     cards = {}
     for entry in resources.files(_PACKAGE).iterdir():
-        if not entry.name.endswith(".yaml") or entry.name.startswith("_") or entry.name == "orders.yaml":
+        if not entry.name.endswith(".yaml") or entry.name.startswith("_") or entry.name in _NOT_CARDS:
             continue
         raw = yaml.safe_load(entry.read_bytes())
         unknown = [code for code in raw["overrideReasons"] if code not in reasons]
         if unknown:
             raise ValueError(f"cards/{entry.name}: unknown override reasons {unknown}")
+        tagged = internal_tags(raw)
+        if tagged:
+            raise ValueError(f"cards/{entry.name}: clinician text cites internal documents or ids: {tagged}")
         cards[raw["type"]] = CardTemplate(
             type=raw["type"],
             indicator=raw["indicator"],
             summary=environment.from_string(raw["summary"]),
             detail=environment.from_string(raw["detail"]),
-            source=MappingProxyType(compact(raw["source"])),
-            links=tuple(compact(list(raw.get("links") or ()))),
+            citations=MappingProxyType(_citations(raw, links, entry.name)),
             suggestion_descriptions=MappingProxyType(raw.get("suggestions") or {}),
             override_reasons=tuple({"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": reasons[code]}
                                    for code in raw["overrideReasons"]),
@@ -145,6 +164,37 @@ def load_catalogue() -> Catalogue:
         studies=MappingProxyType(compact(orders["studies"])),
         unavailable_labels=MappingProxyType(partials["unavailable_labels"]),
     )
+
+
+def _citation(source: Mapping[str, Any], link_ids: list[str], links: Mapping[str, Any], where: str) -> Citation:
+    unknown = [i for i in [source.get("link"), *link_ids] if i not in links]
+    if unknown:
+        raise ValueError(f"{where}: links {unknown} are not in cards/links.yaml")
+    return Citation(
+        source=MappingProxyType(compact({"label": source["label"], "url": links[source["link"]]["url"]})),
+        links=tuple(compact({"label": links[i]["label"], "url": links[i]["url"]}) for i in link_ids))
+
+
+def _citations(raw: Mapping[str, Any], links: Mapping[str, Any], name: str) -> dict[str, Citation]:
+    """The card's citation, and for each region that has its own (`regions:`) that one: a cervical card cites the
+    cervical ACR topic, never the low back pain one."""
+    citations = {"": _citation(raw["source"], list(raw.get("links") or ()), links, f"cards/{name}")}
+    for region, own in (raw.get("regions") or {}).items():
+        if region not in REGIONS:
+            raise ValueError(f"cards/{name}: unknown region {region!r}")
+        citations[region] = _citation(own.get("source", raw["source"]), list(own.get("links", raw.get("links", ()))),
+                                      links, f"cards/{name} ({region})")
+    return citations
+
+
+def internal_tags(raw: Mapping[str, Any]) -> list[str]:
+    """Internal tags (INTERNAL_TAG) in a template's clinician-facing text: summary, detail, source label, suggestion
+    descriptions and the template's own label maps."""
+    texts = [raw["summary"], raw["detail"], raw["source"]["label"], *(raw.get("suggestions") or {}).values()]
+    texts += [own["source"]["label"] for own in (raw.get("regions") or {}).values() if "source" in own]
+    texts += [v for key, value in raw.items() if key not in _TEMPLATE_FIELDS and isinstance(value, dict)
+              for v in value.values() if isinstance(v, str)]
+    return sorted({match.group(0) for text in texts for match in INTERNAL_TAG.finditer(text)})
 
 
 class FindingDetails(dict):

@@ -47,8 +47,24 @@ def test_fbss_imaging_cites_surgery_and_suggests_lumbar_studies():
     assert finding.details["post_op_days"] == 273
     surgery = finding.evidence[0]
     assert (surgery.system, surgery.code, surgery.date.date().isoformat()) == ("cpt", "63030", day(273))
-    assert keys(finding) == ["mri-lumbar-wo-w", "xr-lumbar-flex-ext", "ct-lumbar-wo"]
-    assert finding.suggestions[0].recommended and finding.suggestions[2].optional
+    # A laminotomy/discectomy leaves no graft or hardware for CT to show: MRI and radiographs only.
+    assert keys(finding) == ["mri-lumbar-wo-w", "xr-lumbar-flex-ext"]
+    assert finding.suggestions[0].recommended
+
+
+@pytest.mark.parametrize(("surgeries", "extra", "ct"), [
+    (("22612",), (), True),                       # posterolateral lumbar fusion
+    (("63030", "22612"), (), True),               # a fusion earlier in the region: the hardware is still there
+    (("22857",), (), True),                       # lumbar disc arthroplasty
+    (("63047",), (), False),                      # laminectomy alone
+    (("63030",), (procedure("63685", days_ago=500),), True),  # a stimulator generator: MRI may be unsafe
+])
+def test_ct_is_offered_only_after_instrumentation_or_when_mri_may_be_unsafe(surgeries, extra, ct):
+    records = [procedure(code, days_ago=273 + 100 * index) for index, code in enumerate(surgeries)]
+    finding = run(*records, *extra, condition("M54.16", onset_days_ago=200)).finding("fbss-imaging")
+    assert ("ct-lumbar-wo" in keys(finding)) is ct
+    if ct:
+        assert next(s for s in finding.suggestions if s.key == "ct-lumbar-wo").optional
 
 
 def test_cervical_surgery_suggests_cervical_studies_only():
@@ -326,10 +342,32 @@ def test_opioid_by_ingredient_name_when_uncoded():
     assert "opioid-long-term" in evaluation.card_types
 
 
-def test_buprenorphine_naloxone_counts_and_is_marked_oud_treatment():
-    finding = run(*lumbar_fbss(400), medication_request("351267", start_days_ago=120, supply_days=120)) \
-        .finding("opioid-long-term")
-    assert finding.details["oud_treatment"] is True
+def test_buprenorphine_naloxone_is_treatment_of_opioid_use_disorder_not_opioid_therapy_for_pain():
+    """CDC 2022 recommendation 12: medication for opioid use disorder is never advised against."""
+    evaluation = run(*lumbar_fbss(400), medication_request("351267", start_days_ago=120, supply_days=120))
+    assert "opioid-long-term" not in evaluation.card_types
+
+
+def test_moud_beside_long_term_analgesic_opioids_is_named_on_the_card():
+    finding = run(*lumbar_fbss(400), medication_request("351267", start_days_ago=60, supply_days=60),
+                  medication_request("1049621", start_days_ago=120, supply_days=120)).finding("opioid-long-term")
+    assert finding.details["oud_treatment"] is True and finding.details["days"] == 120
+    assert {ev.code for ev in finding.evidence} == {"1049621"}  # the MOUD record is not cited as pain therapy
+
+
+@pytest.mark.parametrize(("disorder", "fires"), [(False, True), (True, False)])
+def test_methadone_is_moud_only_with_opioid_use_disorder_on_the_problem_list(disorder, fires):
+    records = [*lumbar_fbss(400), medication_request("864706", start_days_ago=120, supply_days=120)]
+    if disorder:
+        records.append(condition("F11.20", onset_days_ago=300))
+    assert ("opioid-long-term" in run(*records).card_types) is fires
+
+
+def test_opioid_use_disorder_without_moud_is_cited_with_long_term_opioids():
+    finding = run(*lumbar_fbss(400), medication_request("1049621", start_days_ago=120, supply_days=120),
+                  condition("F11.20", onset_days_ago=300)).finding("opioid-long-term")
+    assert finding.details["oud_diagnosed"] is True and finding.details["oud_treatment"] is False
+    assert "F11.20" in {ev.code for ev in finding.evidence}
 
 
 def test_long_term_opioid_needs_current_spine_symptoms():

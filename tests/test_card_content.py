@@ -1,0 +1,204 @@
+"""What the cards say: region-correct text and links, public sources only, CDC 2022 opioid advice, wording that never
+misleads. Each test is one class of wording the clinical review found wrong (issue 22)."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import orjson
+import pytest
+import yaml
+
+from cds_service.fixtures import load_fixtures
+from cds_service.render.cards import CardRenderer
+from cds_service.render.catalogue import INTERNAL_TAG, _citations, internal_tags, load_catalogue
+from cds_service.services import declared_services
+from tests.clinical.builders import condition, lumbar_fbss, medication_request, procedure, run
+from tests.support import SERVICE_IDS
+
+LINKS = yaml.safe_load(resources.files("cds_service.card_templates").joinpath("links.yaml").read_bytes())
+REGION_WORDS = {"lumbar": re.compile(r"\blumbar|low back", re.I), "cervical": re.compile(r"\bcervical|\bneck\b", re.I),
+                "thoracic": re.compile(r"\bthoracic", re.I)}
+
+
+def render(*records):
+    evaluation = run(*records)
+    return {card["source"]["topic"]["code"]: card
+            for card in CardRenderer().render(evaluation.findings, now=evaluation.facts.now, patient_id="pat-1")}
+
+
+def text(card) -> str:
+    return " ".join([card["summary"], card.get("detail", ""), card["source"]["label"],
+                     *(s["label"] for s in card.get("suggestions", ())),
+                     *(a.get("description", "") for s in card.get("suggestions", ()) for a in s["actions"])])
+
+
+def _call(app, fixture):
+    app.extensions["cds.clock"] = lambda: fixture.anchor
+    hook = fixture.expected["hook"]
+    service = next(s for s in declared_services() if s.hook == hook)
+    body = fixture.hook_request(service.prefetch, fixture.anchor, hook=hook)
+    return orjson.loads(app.test_client().post(f"/cds-services/{SERVICE_IDS[hook]}", json=body).get_data())["cards"]
+
+
+# -- every card of every fixture -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def every_card(make_app_module):
+    return [(fixture, card) for fixture in load_fixtures() for card in _call(make_app_module, fixture)]
+
+
+@pytest.fixture(scope="module")
+def make_app_module(tmp_path_factory):
+    from cds_service import create_app  # noqa: PLC0415
+
+    app = create_app({"INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")), "TESTING": True})
+    yield app
+    app.extensions["cds.ledger"].close()
+
+
+CITED_CODE = re.compile(r"\((?:ICD|CPT|SNOMED|LOINC|RxNorm|HCPCS)[^)]*\)")
+
+
+def test_no_card_cites_an_internal_document_or_id(every_card):
+    for fixture, card in every_card:
+        prose = CITED_CODE.sub("", text(card))  # the evidence's own codes (R32, F11.20) are the record's, not ours
+        assert not INTERNAL_TAG.search(prose), (fixture.name, card["source"]["topic"]["code"])
+
+
+def test_every_link_and_source_is_one_of_the_catalogue_with_its_own_label(every_card):
+    catalogue = {(entry["label"], entry["url"]) for entry in LINKS.values()}
+    urls = {entry["url"] for entry in LINKS.values()}
+    for fixture, card in every_card:
+        assert card["links"], (fixture.name, card["source"]["topic"]["code"])
+        for link in card["links"]:
+            assert (link["label"], link["url"]) in catalogue, link
+        assert card["source"]["url"] in urls
+        assert "Appropriateness-Criteria" not in card["source"]["url"]  # the ACR landing page names no topic
+
+
+def test_cards_about_a_region_never_speak_of_another(every_card):
+    checked = set()
+    for fixture, card in every_card:
+        code = card["source"]["topic"]["code"]
+        region = next((r for r in REGION_WORDS if r in fixture.name), None)
+        if region is None or code in ("miss-risk", "opioid-long-term", "opioid-order", "alt-pain-generator"):
+            continue
+        others = [r for r in REGION_WORDS if r != region]
+        words = text(card) + " ".join(link["label"] for link in card["links"])
+        for other in others:
+            if region == "thoracic" and other == "lumbar":
+                continue  # no ACR topic covers the thoracic spine: the card says it follows the lumbar one
+            assert not REGION_WORDS[other].search(words), (fixture.name, code, other)
+        checked.add((region, code))
+    assert {("cervical", "fbss-imaging"), ("thoracic", "fbss-imaging"), ("cervical", "red-flag")} <= checked
+
+
+def test_a_cervical_card_cites_the_cervical_acr_topic_and_no_contrast_rationale(every_card):
+    cards = [card for fixture, card in every_card if "cervical" in fixture.name
+             and card["source"]["topic"]["code"] == "fbss-imaging"]
+    assert cards
+    for card in cards:
+        assert [link["url"] for link in card["links"]] == [LINKS["acr-cervical"]["url"]]
+        assert "epidural scar" not in card["detail"] and "variant 5" not in text(card)
+
+
+# -- wording, class by class -------------------------------------------------------------------------------------------
+
+
+def test_a_red_flag_without_surgery_never_says_after_surgery_and_names_the_qualifying_symptom():
+    card = render(condition("G83.4", onset_days_ago=3), condition("M54.50", onset_days_ago=10))["red-flag"]
+    assert card["summary"].startswith("Spine red flag: ")
+    assert "surgery" not in card["summary"]
+    assert "**With:**" in card["detail"] and "M54.50" in card["detail"].split("**With:**")[1]
+    after = render(*lumbar_fbss(300), condition("G83.4", onset_days_ago=3))["red-flag"]
+    assert after["summary"].startswith("Red flag after spine surgery: ")
+    assert "63030" in after["detail"].split("**With:**")[1]
+
+
+@pytest.mark.parametrize(("days", "words"), [(273, "39 weeks after spine surgery"),
+                                             (800, "2 years after spine surgery"),
+                                             (1600, "4 years after spine surgery")])
+def test_the_interval_since_surgery_is_in_weeks_then_years(days, words):
+    card = render(*lumbar_fbss(days))["fbss-imaging"]
+    assert words in card["summary"] and " wk " not in card["summary"]
+
+
+def test_an_unknown_surgery_date_says_so():
+    card = render(condition("M96.1", onset_days_ago=None), condition("M54.16", onset_days_ago=200))["fbss-imaging"]
+    assert "date not recorded" in card["summary"]
+
+
+def test_a_revision_referral_for_failed_conservative_care_says_why():
+    cards = render(procedure("63030", days_ago=300), condition("M54.16", onset_days_ago=250),
+                   procedure("97110", days_ago=150))
+    detail = cards["revision-referral"]["detail"]
+    why = detail.split("**Why a surgeon should look again:**")[1].split("**")[0]
+    assert "M54.16" in why
+    assert "**Conservative care since the surgery:**" in detail and "97110" in detail
+    assert "NICE NG59" not in text(cards["revision-referral"])
+
+
+@pytest.mark.parametrize(("mimic", "si_injection"), [("M16.11", False), ("M46.1", True)])
+def test_the_mimic_decides_the_evaluation_advised(mimic, si_injection):
+    card = render(*lumbar_fbss(300), condition(mimic, onset_days_ago=400))["alt-pain-generator"]
+    assert ("27096" in card["detail"]) is si_injection
+    assert ("hip radiographs" in card["detail"]) is (not si_injection)
+
+
+def test_surgical_risks_never_delay_the_referral():
+    card = render(*lumbar_fbss(300), condition("I25.10", onset_days_ago=900))["miss-risk"]
+    assert "before surgical referral" not in text(card)
+    assert "not a reason to delay the referral" in card["detail"]
+
+
+def test_long_term_opioid_card_is_cdc_2022_and_never_a_surgical_indication():
+    card = render(*lumbar_fbss(400), medication_request("1049621", start_days_ago=120, supply_days=120))[
+        "opioid-long-term"]
+    words = text(card).lower()
+    assert "dependence" not in words and "surgical evaluation may be appropriate" not in words
+    assert "not a sign that surgery will help" in words
+    for check in ("morphine milligram equivalents", "naloxone", "prescription drug monitoring program",
+                  "urine drug testing", "benzodiazepines", "do not stop abruptly"):
+        assert check in card["detail"], check
+
+
+def test_opioid_use_disorder_without_treatment_is_offered_moud():
+    card = render(*lumbar_fbss(400), medication_request("1049621", start_days_ago=120, supply_days=120),
+                  condition("F11.20", onset_days_ago=300))["opioid-long-term"]
+    assert "offer or arrange treatment with buprenorphine or methadone" in card["detail"]
+
+
+def test_ct_is_not_offered_after_a_microdiscectomy():
+    card = render(*lumbar_fbss(300))["fbss-imaging"]
+    assert {s["label"] for s in card["suggestions"]} == {"Order MRI lumbar spine without and with contrast",
+                                                         "Order radiographs lumbar spine incl. flexion/extension"}
+
+
+def test_the_duplicate_card_offers_keeping_the_order_for_a_clinical_change():
+    reasons = load_catalogue().cards["imaging-duplicate"].override_reasons
+    assert any(r["code"] == "clinical-change" and r["display"].startswith("Keep the order") for r in reasons)
+
+
+# -- the start-up check --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tagged", ["(seed 004, sign 5)", "per VS-19", "see clinical-rules.md", "rule R7", "§4.1"])
+def test_a_template_citing_an_internal_document_is_refused(tagged):
+    raw = {"summary": "Something", "detail": f"Because {tagged}.", "source": {"label": "x"}}
+    assert internal_tags(raw)
+
+
+def test_icd_codes_and_guideline_words_are_not_mistaken_for_internal_tags():
+    raw = {"summary": "F11.20 on file", "detail": "ACR variant 5; CDC recommendation 12; NICE TA159; 50 MME/day",
+           "source": {"label": "FBSS/MISS advisor"}}
+    assert internal_tags(raw) == []
+
+
+def test_a_link_id_not_in_the_catalogue_is_refused():
+    with pytest.raises(ValueError, match=r"not in cards/links\.yaml"):
+        _citations({"source": {"label": "x", "link": "acr-landing-page"}, "links": []}, LINKS, "x.yaml")
+    with pytest.raises(ValueError, match="unknown region"):
+        _citations({"source": {"label": "x", "link": "acr-cervical"}, "regions": {"sacral": {}}}, LINKS, "x.yaml")
