@@ -202,3 +202,34 @@ def test_a_link_id_not_in_the_catalogue_is_refused():
         _citations({"source": {"label": "x", "link": "acr-landing-page"}, "links": []}, LINKS, "x.yaml")
     with pytest.raises(ValueError, match="unknown region"):
         _citations({"source": {"label": "x", "link": "acr-cervical"}, "regions": {"sacral": {}}}, LINKS, "x.yaml")
+
+
+# -- the alert stack -------------------------------------------------------------------------------------------------
+
+
+def test_a_typical_fbss_chart_raises_at_most_two_warnings():
+    """Imaging, revision referral, long-term opioids and surgical risks fire together: two stay warnings (the spine
+    work-up), the others are shown as info with the same text and suggestions."""
+    cards = render(procedure("63030", days_ago=400), condition("M54.16", onset_days_ago=300),
+                   procedure("97110", days_ago=200), condition("I25.10", onset_days_ago=900),
+                   medication_request("1049621", start_days_ago=120, supply_days=120))
+    assert {"fbss-imaging", "revision-referral", "opioid-long-term", "miss-risk"} <= set(cards)
+    indicators = {code: card["indicator"] for code, card in cards.items()}
+    assert [code for code, indicator in indicators.items() if indicator == "warning"] == ["fbss-imaging",
+                                                                                          "revision-referral"]
+    assert indicators["opioid-long-term"] == indicators["miss-risk"] == "info"
+
+
+def test_a_neurological_deficit_keeps_its_warning_over_the_referral():
+    cards = render(*lumbar_fbss(300), condition("M51.16", onset_days_ago=100), condition("R26.2", onset_days_ago=50))
+    assert cards["neuro-deficit"]["indicator"] == "warning" and cards["fbss-imaging"]["indicator"] == "warning"
+    assert cards["revision-referral"]["indicator"] == "info"
+
+
+def test_every_fixture_response_has_at_most_two_warnings(every_card):
+    by_fixture: dict[str, list[str]] = {}
+    for fixture, card in every_card:
+        by_fixture.setdefault(fixture.name, []).append(card["indicator"])
+    for name, indicators in by_fixture.items():
+        assert indicators.count("warning") <= 2, name
+        assert "critical" not in indicators or indicators == ["critical"], name

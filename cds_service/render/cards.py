@@ -64,7 +64,19 @@ class CardRenderer:
                unavailable: Iterable[str] = ()) -> list[dict[str, Any]]:
         """Cards for the findings (in their order). `unavailable` names prefetch keys that could not be had."""
         missing = [self.catalogue.unavailable_labels.get(key, key) for key in sorted(set(unavailable))]
-        return [self.card(finding, now=now, patient_id=patient_id, unavailable=missing) for finding in findings]
+        cards = [self.card(finding, now=now, patient_id=patient_id, unavailable=missing) for finding in findings]
+        self._limit_warnings(cards)
+        return cards
+
+    def _limit_warnings(self, cards: list[dict[str, Any]]) -> None:
+        """At most `max_warnings` warning cards (cards/stack.yaml): those lower in `warning_priority` become info."""
+        warnings = [card for card in cards if card["indicator"] == "warning"]
+        if len(warnings) <= self.catalogue.max_warnings:
+            return
+        rank = {card_type: index for index, card_type in enumerate(self.catalogue.warning_priority)}
+        warnings.sort(key=lambda card: rank.get(card["source"]["topic"]["code"], len(rank)))
+        for card in warnings[self.catalogue.max_warnings:]:
+            card["indicator"] = "info"
 
     def card(self, finding: Finding, *, now: datetime, patient_id: str, unavailable: list[str]) -> dict[str, Any]:
         template = self.catalogue.cards[finding.card_type]

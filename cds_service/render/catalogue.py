@@ -23,7 +23,7 @@ OVERRIDE_REASON_SYSTEM = "urn:spine-cds:override-reason"
 _PACKAGE = "cds_service.card_templates"
 _TEMPLATE_FIELDS = frozenset({"type", "indicator", "summary", "detail", "source", "links", "regions", "suggestions",
                               "overrideReasons", "rule"})
-_NOT_CARDS = frozenset({"orders.yaml", "links.yaml"})
+_NOT_CARDS = frozenset({"orders.yaml", "links.yaml", "stack.yaml"})
 REGIONS = ("lumbar", "thoracic", "cervical")
 # What clinician-facing text must never hold: the project's own documents and identifiers (source pages, value-set
 # and rule ids, section signs). A clinician can look up a guideline, not these.
@@ -67,6 +67,8 @@ class Catalogue:
     actions: Mapping[str, Mapping[str, Any]]
     studies: Mapping[str, Mapping[str, Any]]
     unavailable_labels: Mapping[str, str]
+    max_warnings: int = 2
+    warning_priority: tuple[str, ...] = ()
 
 
 def _read(name: str) -> bytes:
@@ -157,7 +159,13 @@ def load_catalogue() -> Catalogue:
         if key not in studies:
             raise ValueError(f"cards/orders.yaml: study {key} has no codes in VS-IMG")
         study["coding"] = studies[key]
+    stack = yaml.safe_load(_read("stack.yaml"))
+    unranked = [t for t, card in cards.items() if card.indicator == "warning" and t not in stack["warning_priority"]]
+    if unranked:
+        raise ValueError(f"cards/stack.yaml: warning cards missing from warning_priority: {unranked}")
     return Catalogue(
+        max_warnings=int(stack["max_warnings"]),
+        warning_priority=tuple(stack["warning_priority"]),
         cards=MappingProxyType(cards),
         orders=MappingProxyType(compact(orders["orders"])),
         actions=MappingProxyType(compact(orders["actions"])),
