@@ -51,6 +51,29 @@ def test_fixture_is_valid_fhir_r4(fixture):
             Bundle.model_validate(fixture.draft_orders)
 
 
+def _codings_without_display(node, path="") -> list[str]:
+    if isinstance(node, dict):
+        found = [path] if isinstance(node.get("system"), str) and isinstance(node.get("code"), str) \
+            and "value" not in node and "unit" not in node and not node.get("display") else []
+        return found + [p for key, value in node.items() for p in _codings_without_display(value, f"{path}.{key}")]
+    if isinstance(node, list):
+        return [p for index, value in enumerate(node) for p in _codings_without_display(value, f"{path}[{index}]")]
+    return []
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda f: f.name)
+def test_every_coded_element_carries_its_display_and_coded_resources_their_text(fixture):
+    """What the sandbox's pickers and an EHR show: never a blank code (tools/fixture_displays.py)."""
+    assert _codings_without_display(fixture.bundle) == []
+    assert _codings_without_display(fixture.expected) == []
+    for entry in fixture.bundle["entry"]:
+        resource = entry["resource"]
+        element = {"Condition": "code", "Procedure": "code", "Observation": "code",
+                   "MedicationRequest": "medicationCodeableConcept"}.get(resource["resourceType"])
+        if element and resource.get(element, {}).get("coding"):
+            assert resource[element].get("text"), (resource["resourceType"], resource["id"])
+
+
 def _call(app, fixture, at):
     app.extensions["cds.clock"] = lambda: at
     hook = fixture.expected["hook"]

@@ -4,7 +4,9 @@ Each fixture is a FHIR R4 Bundle (type collection) written against the anchor da
 expected result beside it. The expectations below are written by hand from the clinical specification — never
 computed by the engine — so the fixture tests can fail. Run from the repository root:
 
-    .venv/bin/python tools/build_fixtures.py
+    .venv/bin/python tools/build_fixtures.py && .venv/bin/python tools/fixture_displays.py
+
+(the second gives every coding its display and each coded resource its `code.text`, from the value sets).
 """
 
 from __future__ import annotations
@@ -124,11 +126,11 @@ FIXTURES: list[tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]] = [
       observation("72166-2", answer=("449868002", "Current every day smoker"), days_ago=90),
       condition("I25.10", onset_days_ago=1200)],
      [card("fbss-imaging", "warning", ("72158",)), card("revision-referral", "warning", ("3457005",)),
-      card("miss-risk", "warning", ("4548-4",))]),
+      card("miss-risk", "info", ("4548-4",))]),  # a third warning: shown as info (cards/stack.yaml)
     ("adjacent-segment-disease", "TLIF two years ago; lumbar stenosis with neurogenic claudication since.",
      [procedure("22633", days_ago=730), condition("M48.062", onset_days_ago=120)],
-     [card("fbss-imaging", "warning", ("72158",)), card("revision-referral", "warning", ("3457005",)),
-      card("neuro-deficit", "warning", ("3457005",))]),
+     [card("fbss-imaging", "warning", ("72158",)), card("revision-referral", "info", ("3457005",)),
+      card("neuro-deficit", "warning", ("3457005",))]),  # the neurological card keeps the warning (cards/stack.yaml)
     ("red-flag-cauda-equina", "Laminectomy 200 days ago; cauda equina syndrome 2 days ago: red flag only.",
      [procedure("63047", days_ago=200), condition("M54.16", onset_days_ago=100), condition("G83.4", onset_days_ago=2),
       condition("M46.1", onset_days_ago=300)],
@@ -160,7 +162,7 @@ FIXTURES: list[tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]] = [
       medication_request("1049621", start_days_ago=150, supply_days=60, status="completed"),
       medication_request("1049621", start_days_ago=85, supply_days=90)],
      [card("fbss-imaging", "warning", ("72158",)), card("revision-referral", "warning", ("3457005",)),
-      card("opioid-long-term", "warning", ("3457005",))]),
+      card("opioid-long-term", "info", ("3457005",))]),  # a third warning: shown as info (cards/stack.yaml)
     ("opioid-chain-broken", "Chronic low back pain; two hydrocodone courses separated by 31 days: not long-term.",
      [condition("M54.50", onset_days_ago=50),
       medication_request("857002", start_days_ago=150, supply_days=30, status="completed"),
