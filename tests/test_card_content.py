@@ -233,3 +233,13 @@ def test_every_fixture_response_has_at_most_two_warnings(every_card):
     for name, indicators in by_fixture.items():
         assert indicators.count("warning") <= 2, name
         assert "critical" not in indicators or indicators == ["critical"], name
+
+
+def test_value_set_displays_are_clinical_names_without_the_rules_notes():
+    """A display is cited on cards (when the record has none) and shown by EHRs: the notes on how a rule reads a code
+    live beside it (extension urn:spine-cds:fhir:note), never in it."""
+    from cds_service.terminology.valuesets import value_sets  # noqa: PLC0415
+
+    note = re.compile(r"\((?=[^)]*(red flag|supporting|only with|older|sequela|used for))", re.I)
+    assert [(vs_id, m.code, m.display) for vs_id, vs in value_sets().items() for m in vs.members
+            if note.search(m.display or "")] == []
