@@ -51,7 +51,7 @@ def suggestions_for(card_type: str, region: str | None, facts: Facts,
 
 def _instrumented(region_facts: RegionFacts | None, kinds: list[str], facts: Facts) -> bool:
     """A surgery of one of `kinds` in the region (fusion, hardware, ...), or a stimulator that may make MRI unsafe."""
-    return facts.scs_present or (region_facts is not None
+    return bool(facts.scs_present) or (region_facts is not None
                                  and any(not surgery.kinds.isdisjoint(kinds) for surgery in region_facts.surgeries))
 
 
