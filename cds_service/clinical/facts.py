@@ -825,15 +825,13 @@ def _care_events(record: PatientRecord) -> tuple[Evidence, ...]:
 
 def _analgesic_exposure(medications: tuple[_Medication, ...],
                         now: datetime) -> tuple[tuple[datetime, datetime, Evidence], ...]:
-    """Exposure intervals of opioid (VS-19) and non-opioid (VS-20) analgesics."""
+    """Exposure intervals of non-opioid analgesics (VS-20): the medicines a trial of conservative care is made of
+    (Errata 6). Opioids are not: a course of opioids is a risk to address, never the failed conservative care that
+    makes a revision referral or a chronic-pain work-up fire (Errata 9)."""
     out = []
     for medication in medications:
-        entry = medication.entry
-        if entry.start is None or entry.end is None:
+        entry, evidence = medication.entry, medication.analgesic
+        if entry.start is None or entry.end is None or evidence is None:
             continue
-        if medication.opioid is not None:
-            evidence = replace(medication.opioid[0], what="analgesic", date=entry.start)
-        else:
-            evidence = medication.analgesic  # type: ignore[assignment]
         out.append((entry.start, min(entry.end, now), evidence))
     return tuple(out)

@@ -533,6 +533,7 @@ def test_cards_come_in_catalogue_order_one_per_type():
                      condition("R26.2"), condition("M41.26"), condition("M46.1"), condition("I25.10"),
                      condition("M54.12", onset_days_ago=100),
                      medication_request("1049621", start_days_ago=120, supply_days=120),
+                     procedure("97110", days_ago=150),  # physical therapy since the surgery: the referral's care
                      observation("72514-3", 7, "{score}", days_ago=3), imaging_report("72158", days_ago=250))
     assert evaluation.card_types == ("fbss-imaging", "revision-referral", "neuro-deficit", "opioid-long-term",
                                      "deformity", "alt-pain-generator", "miss-risk", "scs-consider")
@@ -541,3 +542,15 @@ def test_cards_come_in_catalogue_order_one_per_type():
 def test_evaluation_never_reads_the_clock():
     later = run(*lumbar_fbss(273), now=E.replace(year=2026))
     assert later.finding("fbss-imaging").details["post_op_days"] == 273 + 365
+
+
+def test_opioids_are_never_the_conservative_care_that_makes_a_referral_or_work_up_fire():
+    """Errata 6 and 9: a course of opioids is a risk to address, not a failed trial of conservative care."""
+    opioid = medication_request("1049621", start_days_ago=200, supply_days=200)
+    after_surgery = run(procedure("63030", days_ago=400), condition("M54.16", onset_days_ago=300), opioid)
+    assert "fbss-imaging" in after_surgery.card_types and "revision-referral" not in after_surgery.card_types
+    no_surgery = run(condition("M54.50", onset_days_ago=300), opioid)
+    assert "chronic-pain-specialist" not in no_surgery.card_types
+    naproxen = medication_request("198014", start_days_ago=200, supply_days=200)
+    assert "revision-referral" in run(procedure("63030", days_ago=400), condition("M54.16", onset_days_ago=300),
+                                      naproxen).card_types
