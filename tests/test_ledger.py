@@ -245,3 +245,22 @@ def test_with_neither_spool_nor_database_the_cards_are_refused(cut_postgres, tmp
         ledger.record(rows(2))
     proxy.restore()
     ledger.close()
+
+
+def test_a_spool_folder_deleted_between_its_creation_and_the_segment_open_is_made_again(tmp_path, monkeypatch):
+    """The instance folder deleted under load (rmtree racing the segment's rotation): the append tries once more."""
+    spool = Spool(tmp_path / "spool")
+    real_open = os.open
+    calls = []
+
+    def gone_once(path, *args, **kwargs):
+        if not calls and str(path).endswith(".jsonl"):
+            calls.append(path)
+            shutil.rmtree(tmp_path / "spool")  # deleted right after its mkdir
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", gone_once)
+    spool.append(b'{"x": 1}\n')
+    assert calls  # the race happened
+    [segment] = list((tmp_path / "spool").glob("ledger-*.jsonl"))
+    assert segment.read_bytes() == b'{"x": 1}\n'

@@ -77,7 +77,12 @@ class Spool:
         full, folder read-only or gone), leaving no partial line behind."""
         if self._pid != os.getpid():  # a forked child never writes to its parent's segment
             self._current, self._pid = None, os.getpid()
-        segment = self._current or self._open_segment()
+        segment = self._current
+        if segment is None:
+            try:
+                segment = self._open_segment()
+            except FileNotFoundError:  # the folder went between its mkdir and the open (deleted under load): once more
+                segment = self._open_segment()
         written = os.write(segment.fd, line)
         if written != len(line):  # a short write (disk full): take it back, so the file holds whole lines only
             os.ftruncate(segment.fd, segment.size)
