@@ -104,11 +104,13 @@ def feedback_report_command(since: str | None, as_json: bool) -> None:
 
     import orjson  # noqa: PLC0415
 
+    from cds_service.render.catalogue import OVERRIDE_REASON_SYSTEM, declared_override_reasons  # noqa: PLC0415
     from cds_service.storage.report import feedback_report, report_text  # noqa: PLC0415
 
     engine = _migrated_database()
     start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
-    report = feedback_report(engine, start)
+    report = feedback_report(engine, start, declared_reasons=declared_override_reasons(),
+                             reason_system=OVERRIDE_REASON_SYSTEM)
     click.echo(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() if as_json else report_text(report))
 
 

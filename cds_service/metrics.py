@@ -38,6 +38,8 @@ LEDGER_REPLAYED = Counter("cds_ledger_replayed_rows_total", "Ledger rows written
 LEDGER_SPOOL_FAILURES = Counter("cds_ledger_spool_failures_total", "Hook calls whose cards could not be appended to "
                                 "the ledger spool (full, or not writable): written to the database directly, or "
                                 "answered 503")
+FEEDBACK = Counter("cds_feedback_total", "Feedback items stored (re-sent ones once), by card type ('unknown': a card "
+                   "the ledger does not hold) and outcome (accepted, overridden)", ["card_type", "outcome"])
 AUTH_FAILURES = Counter("cds_auth_failures_total", "Client JWTs refused, by reason category", ["reason"])
 
 _AUTH_CATEGORIES = (("Authorization", "missing"), ("Bearer", "missing"), ("malformed", "malformed"),
@@ -104,6 +106,11 @@ def ledger_replayed(rows: int) -> None:
 
 def ledger_spool_failure() -> None:
     LEDGER_SPOOL_FAILURES.inc()
+
+
+def count_feedback(card_type: str, outcome: str) -> None:
+    """One more feedback item of this outcome for a card of this type (both validated, so the labels stay few)."""
+    FEEDBACK.labels(card_type=card_type, outcome=outcome).inc()
 
 
 def auth_failure(reason: str) -> None:

@@ -263,6 +263,28 @@ def test_a_hook_call_followed_by_feedback_gives_the_right_report(store_app):
     assert "Dr X" not in dumped
 
 
+def test_one_override_reason_is_one_row_however_the_client_sends_it(store_app):
+    """The public sandbox sends system and code only, other EHRs add the display, some drop the system: one reason,
+    one row, labelled with the display this service declared. A code it never offered is named as such."""
+    cards = issue_cards(store_app) + issue_cards(store_app) + issue_cards(store_app) + issue_cards(store_app)
+    referrals = [c["uuid"] for c in cards if c["source"]["topic"]["code"] == "revision-referral"]
+    system = "urn:spine-cds:override-reason"
+    feedback = [
+        item(referrals[0], overrideReason={"reason": {"system": system, "code": "already-referred"}}),
+        item(referrals[1], overrideReason={"reason": {"system": system, "code": "already-referred",
+                                                      "display": "Referred already (EHR's own words)"}}),
+        item(referrals[2], overrideReason={"reason": {"code": "already-referred"}}),
+        item(referrals[3], overrideReason={"reason": {"system": "urn:ehr:reasons", "code": "busy", "display": "Busy"}}),
+    ]
+    client = store_app.test_client()
+    assert client.post(FEEDBACK, json={"feedback": feedback}).status_code == 200
+    report = orjson.loads(client.get("/analytics/feedback").get_data())
+    reasons = next(r for r in report["cardTypes"] if r["cardType"] == "revision-referral")["overrideReasons"]
+    assert reasons == {"Already referred": 3, "Busy (code busy from urn:ehr:reasons, not offered by this service)": 1}
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'cds_feedback_total{card_type="revision-referral",outcome="overridden"}' in metrics
+
+
 def test_report_since_filters_by_issue_date(store_app):
     issue_cards(store_app)
     later = orjson.loads(store_app.test_client().get("/analytics/feedback?since=2099-01-01").get_data())

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from cds_service.errors import InvalidRequest
 from cds_service.http.pages import html_page
+from cds_service.render.catalogue import OVERRIDE_REASON_SYSTEM, declared_override_reasons
 from cds_service.storage.report import FeedbackReport, feedback_report
 
 bp = Blueprint("analytics", __name__, template_folder="templates")
@@ -29,7 +30,8 @@ def _since() -> datetime | None:
 
 
 def _report() -> FeedbackReport:
-    return feedback_report(current_app.extensions["cds.database"], _since())
+    return feedback_report(current_app.extensions["cds.database"], _since(),
+                           declared_reasons=declared_override_reasons(), reason_system=OVERRIDE_REASON_SYSTEM)
 
 
 @bp.get("/analytics/feedback")

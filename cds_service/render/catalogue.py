@@ -75,6 +75,14 @@ def _read(name: str) -> bytes:
     return resources.files(_PACKAGE).joinpath(name).read_bytes()
 
 
+@cache
+def declared_override_reasons() -> Mapping[str, str]:
+    """The override reasons the cards offer (cards/override-reasons.json): code -> display, in OVERRIDE_REASON_SYSTEM.
+    The feedback report labels what clients send back with these."""
+    system = orjson.loads(_read("override-reasons.json"))
+    return MappingProxyType({c["code"]: c["display"] for c in system["concept"]})
+
+
 def _study_codings() -> dict[str, list[dict[str, str]]]:
     """For each imaging study key of VS-IMG: its CPT coding and its LOINC coding (the first of each listed)."""
     codings: dict[str, dict[str, dict[str, str]]] = {}
@@ -127,8 +135,7 @@ def load_catalogue() -> Catalogue:
     environment.filters["label"] = lambda value, labels: labels.get(value, value)  # keys the rules emit -> words
     for partial in environment.list_templates():
         environment.get_template(partial)  # compiled now and kept in the environment's cache, not on a first include
-    reason_system = orjson.loads(_read("override-reasons.json"))
-    reasons = {c["code"]: c["display"] for c in reason_system["concept"]}
+    reasons = declared_override_reasons()
     links = yaml.safe_load(_read("links.yaml"))
     cards = {}
     for entry in resources.files(_PACKAGE).iterdir():

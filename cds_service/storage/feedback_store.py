@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from cds_service.storage.models import Feedback
+from cds_service.storage.models import Feedback, IssuedCard
 from cds_service.storage.storable import storable, storable_or_none
 
 _COLUMNS = Feedback.__table__.c
@@ -48,13 +48,18 @@ def feedback_row(service_id: str, item: Mapping[str, Any], received_at: datetime
 
 
 def store_feedback(engine: Engine, service_id: str, items: Iterable[Mapping[str, Any]],
-                   received_at: datetime) -> int:
-    """Store the items; returns how many were new (duplicates are ignored, not errors)."""
+                   received_at: datetime) -> list[tuple[str, str]]:
+    """Store the items; returns the card type and outcome of each new one (duplicates are ignored, not errors; a card
+    the ledger does not know has the type "unknown")."""
     rows = [feedback_row(service_id, item, received_at) for item in items]
     if not rows:
-        return 0
+        return []
     insert = postgresql_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(Feedback).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    statement = insert(Feedback).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
+        Feedback.card_uuid, Feedback.outcome)
     with engine.begin() as connection:
-        result = connection.execute(statement, rows)
-    return max(result.rowcount or 0, 0)
+        new = connection.execute(statement, rows).all()
+        uuids = {card_uuid for card_uuid, _ in new}
+        types = dict(connection.execute(select(IssuedCard.card_uuid, IssuedCard.card_type)
+                                        .where(IssuedCard.card_uuid.in_(uuids))).all()) if uuids else {}
+    return [(types.get(card_uuid, "unknown"), outcome) for card_uuid, outcome in new]

@@ -8,6 +8,7 @@ deployment, another database) is counted apart as `unknown cards`.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -56,7 +57,22 @@ class FeedbackReport:
                 "unknownCardFeedback": self.unknown_card_feedback}
 
 
-def feedback_report(engine: Engine, since: datetime | None = None) -> FeedbackReport:
+def reason_label(system: str | None, code: str | None, display: str | None, declared: Mapping[str, str],
+                 own_system: str) -> str:
+    """How the report names an override reason: by the display this service declared for the code (whatever display,
+    or none, the client sent back: the public sandbox sends system and code only), else as a code it never offered."""
+    if code and system in (None, "", own_system) and code in declared:
+        return declared[code]
+    where = f" from {system}" if system else ""
+    return f"{display} (code {code}{where}, not offered by this service)" if display else \
+        f"code {code}{where} (not offered by this service)"
+
+
+def feedback_report(engine: Engine, since: datetime | None = None, *, declared_reasons: Mapping[str, str] | None = None,
+                    reason_system: str = "") -> FeedbackReport:
+    """The report. Override reasons are counted by (system, code), one row each, labelled by `reason_label` with the
+    displays this service declared (`declared_reasons`, code -> display, of `reason_system`)."""
+    declared = declared_reasons or {}
     cards_query = select(IssuedCard.card_uuid, IssuedCard.card_type, IssuedCard.knowledge_version)
     if since is not None:
         cards_query = cards_query.where(IssuedCard.issued_at >= since)
@@ -65,15 +81,16 @@ def feedback_report(engine: Engine, since: datetime | None = None) -> FeedbackRe
         known = set(connection.execute(select(IssuedCard.card_uuid)).scalars())
         labels = dict(connection.execute(select(IssuedSuggestion.suggestion_uuid, IssuedSuggestion.label)).all())
         feedback = connection.execute(select(Feedback.card_uuid, Feedback.outcome, Feedback.accepted_suggestions,
-                                             Feedback.override_code, Feedback.override_display,
-                                             Feedback.has_comment)).all()
+                                             Feedback.override_system, Feedback.override_code,
+                                             Feedback.override_display, Feedback.has_comment)).all()
     stats: dict[tuple[str, str], CardTypeStats] = {}
     for card_type, version in cards.values():
         key = (card_type, version)
         stats.setdefault(key, CardTypeStats(card_type, version)).issued += 1
     outcomes: dict[str, set[str]] = defaultdict(set)
+    labels_by_reason: dict[tuple[str, str], str] = {}  # one label per (system, code): the first display seen
     unknown = 0
-    for card_uuid, outcome, accepted, code, display, has_comment in feedback:
+    for card_uuid, outcome, accepted, system, code, display, has_comment in feedback:
         if card_uuid not in known:
             unknown += 1
             continue
@@ -84,8 +101,11 @@ def feedback_report(engine: Engine, since: datetime | None = None) -> FeedbackRe
         if outcome == "accepted":
             for suggestion in orjson.loads(accepted):
                 row.accepted_suggestions[labels.get(suggestion, "unknown suggestion")] += 1
-        elif code or display:
-            row.override_reasons[display or code] += 1
+        elif code:
+            ours = system in (None, "", reason_system) and code in declared
+            key = (reason_system if ours else system or "", code)
+            label = labels_by_reason.setdefault(key, reason_label(system, code, display, declared, reason_system))
+            row.override_reasons[label] += 1
         row.comments += int(bool(has_comment))
     for card_uuid, key in cards.items():
         row = stats[key]
