@@ -98,7 +98,10 @@ def db_upgrade() -> None:
 @main.command("feedback-report")
 @click.option("--since", default=None, help="Only cards issued on or after this date (YYYY-MM-DD).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def feedback_report_command(since: str | None, as_json: bool) -> None:
+@click.option("--source", "sources", multiple=True, type=click.Choice(["ehr", "sandbox", "simulate", "all"]),
+              default=("ehr",), show_default=True,
+              help="Count the cards of calls from these sources (repeat the option; 'all' for every call).")
+def feedback_report_command(since: str | None, as_json: bool, sources: tuple[str, ...]) -> None:
     """What clinicians did with the cards, per card type and knowledge version."""
     from datetime import UTC, datetime  # noqa: PLC0415
 
@@ -110,7 +113,7 @@ def feedback_report_command(since: str | None, as_json: bool) -> None:
     engine = _migrated_database()
     start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
     report = feedback_report(engine, start, declared_reasons=declared_override_reasons(),
-                             reason_system=OVERRIDE_REASON_SYSTEM)
+                             reason_system=OVERRIDE_REASON_SYSTEM, sources=None if "all" in sources else sources)
     click.echo(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() if as_json else report_text(report))
 
 

@@ -12,6 +12,7 @@ from flask import Flask
 
 from cds_service.app import create_app
 from cds_service.fixtures import Fixture, check, find_fixture, load_fixtures, noon, order_context
+from cds_service.http.invocation import CALL_SOURCE
 
 _MARK = {"critical": "[CRITICAL]", "warning": "[WARNING]", "info": "[INFO]"}
 
@@ -28,7 +29,8 @@ def call(app: Flask, fixture: Fixture, hook: str, at: datetime, order: str | Non
     service = next(s for s in app.extensions["cds.services"] if s.hook == hook)
     app.extensions["cds.clock"] = lambda: at
     body = fixture.hook_request(service.prefetch, at, hook=hook, context=order_context(fixture, hook, order, at))
-    response = app.test_client().post(f"/cds-services/{service.id}", json=body)
+    response = app.test_client().post(f"/cds-services/{service.id}", json=body,
+                                       environ_overrides={CALL_SOURCE: "simulate"})
     return response.status_code, orjson.loads(response.get_data())
 
 

@@ -3,6 +3,7 @@ database outages (a real connection cut by a TCP proxy), a deleted database file
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -264,3 +265,11 @@ def test_a_spool_folder_deleted_between_its_creation_and_the_segment_open_is_mad
     assert calls  # the race happened
     [segment] = list((tmp_path / "spool").glob("ledger-*.jsonl"))
     assert segment.read_bytes() == b'{"x": 1}\n'
+
+
+def test_a_spool_line_written_before_the_call_source_was_recorded_replays_as_ehr():
+    old = b'[["c-1","fbss-imaging","svc","patient-view","hi","k","p","2026-11-01T00:00:00+00:00",[["s-1","MRI"]]]]\n'
+    [row] = decode(old)
+    assert row.source == "ehr" and row.suggestions == (("s-1", "MRI"),)
+    [again] = decode(encode([dataclasses.replace(row, source="sandbox")]))
+    assert again.source == "sandbox"

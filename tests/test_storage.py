@@ -20,7 +20,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
 from selenium.webdriver.common.by import By
+from sqlalchemy import column as sa_column
 from sqlalchemy import func, insert, inspect, select
+from sqlalchemy import table as sa_table
 from werkzeug.serving import make_server
 
 from cds_service.cli import main
@@ -67,13 +69,36 @@ def test_migrations_from_empty_to_head_and_back(database_url):
     try:
         assert current_revision(engine) is None
         upgrade(engine)
-        assert current_revision(engine) == "0003"
+        assert current_revision(engine) == "0004"
         assert {"seen_token", "issued_card", "issued_suggestion", "feedback"} <= set(inspect(engine).get_table_names())
         upgrade(engine, "0001")  # no-op: already past it
         downgrade(engine, "base")
         assert "feedback" not in inspect(engine).get_table_names()
         upgrade(engine)
-        assert current_revision(engine) == "0003"
+        assert current_revision(engine) == "0004"
+    finally:
+        engine.dispose()
+
+
+# The issued_card table as revision 0002 made it (the model has grown since: 0004's source).
+_ISSUED_CARD_0002 = sa_table("issued_card", *(sa_column(name) for name in (
+    "card_uuid", "card_type", "service_id", "hook", "hook_instance", "knowledge_version", "patient_hash", "issued_at")))
+
+
+def test_cards_written_before_0004_count_as_ehr_calls(database_url):
+    engine = create_database_engine(database_url)
+    try:
+        upgrade(engine, "0003")
+        with engine.begin() as connection:
+            connection.execute(insert(_ISSUED_CARD_0002).values(
+                card_uuid="c-1", card_type="fbss-imaging", service_id="s", hook="patient-view", hook_instance="h",
+                knowledge_version="k", patient_hash="p", issued_at=datetime(2026, 11, 1, tzinfo=UTC)))
+        upgrade(engine)
+        with engine.connect() as connection:
+            assert connection.execute(select(IssuedCard.source)).scalar_one() == "ehr"
+        downgrade(engine, "0003")
+        assert "source" not in {c["name"] for c in inspect(engine).get_columns("issued_card")}
+        assert count_rows(engine, IssuedCard) == 1
     finally:
         engine.dispose()
 
@@ -90,7 +115,7 @@ def test_the_ledger_tables_carry_only_the_indexes_a_query_reads(database_url):
         upgrade(engine, "0002")
         assert "ix_issued_card_card_type" in _index_names(engine, "issued_card")
         with engine.begin() as connection:
-            connection.execute(insert(IssuedCard.__table__).values(
+            connection.execute(insert(_ISSUED_CARD_0002).values(
                 card_uuid="c-1", card_type="fbss-imaging", service_id="s", hook="patient-view", hook_instance="h",
                 knowledge_version="k", patient_hash="p", issued_at=datetime(2026, 11, 1, tzinfo=UTC)))
             connection.execute(insert(IssuedSuggestion.__table__).values(
@@ -283,6 +308,24 @@ def test_one_override_reason_is_one_row_however_the_client_sends_it(store_app):
     assert reasons == {"Already referred": 3, "Busy (code busy from urn:ehr:reasons, not offered by this service)": 1}
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'cds_feedback_total{card_type="revision-referral",outcome="overridden"}' in metrics
+
+
+def test_cards_of_the_sandbox_page_are_left_out_of_the_report_unless_asked(store_app):
+    """The built-in /sandbox page writes its cards into the ledger marked as such; a clinician never saw them."""
+    client = store_app.test_client()
+    assert client.get("/sandbox?patient=07-recurrent-herniation&hook=patient-view").status_code == 200
+    with store_app.extensions["cds.database"].connect() as connection:
+        ledger = store_app.extensions["cds.ledger"]
+        ledger.flush()
+        sources = set(connection.execute(select(IssuedCard.source)).scalars())
+    assert sources == {"sandbox"}
+    assert orjson.loads(client.get("/analytics/feedback").get_data())["cardTypes"] == []
+    everything = orjson.loads(client.get("/analytics/feedback?source=all").get_data())
+    assert everything["sources"] == "all" and everything["cardTypes"]
+    assert orjson.loads(client.get("/analytics/feedback?source=sandbox").get_data())["cardTypes"]
+    assert_operation_outcome(client.get("/analytics/feedback?source=fax"), 400, "source")
+    issue_cards(store_app)  # an EHR's call, over HTTP: counted by default
+    assert orjson.loads(client.get("/analytics/feedback").get_data())["cardTypes"]
 
 
 def test_report_since_filters_by_issue_date(store_app):

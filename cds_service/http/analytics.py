@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from cds_service.errors import InvalidRequest
 from cds_service.http.pages import html_page
 from cds_service.render.catalogue import OVERRIDE_REASON_SYSTEM, declared_override_reasons
+from cds_service.storage.ledger import CALL_SOURCES
 from cds_service.storage.report import FeedbackReport, feedback_report
 
 bp = Blueprint("analytics", __name__, template_folder="templates")
@@ -29,9 +30,21 @@ def _since() -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _sources() -> tuple[str, ...] | None:
+    """`?source=`: `ehr` (the default: calls from CDS clients), `all`, or a comma-separated list of CALL_SOURCES."""
+    value = request.args.get("source", "ehr")
+    if value == "all":
+        return None
+    sources = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not sources or any(source not in CALL_SOURCES for source in sources):
+        raise InvalidRequest(f"'source' must be 'all' or a comma-separated list of {', '.join(CALL_SOURCES)}.")
+    return sources
+
+
 def _report() -> FeedbackReport:
     return feedback_report(current_app.extensions["cds.database"], _since(),
-                           declared_reasons=declared_override_reasons(), reason_system=OVERRIDE_REASON_SYSTEM)
+                           declared_reasons=declared_override_reasons(), reason_system=OVERRIDE_REASON_SYSTEM,
+                           sources=_sources())
 
 
 @bp.get("/analytics/feedback")

@@ -8,7 +8,7 @@ cds_service.http.errors.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from cds_service.metrics import count_card
 from cds_service.render.cards import RenderedCard
 from cds_service.services.declaration import CdsServiceDeclaration
 from cds_service.services.runtime import Runtime
-from cds_service.storage.ledger import IssuedCardRow
+from cds_service.storage.ledger import CALL_SOURCES, IssuedCardRow
 from cds_service.storage.models import IssuedCard
 from cds_service.storage.storable import storable
 
@@ -108,14 +108,26 @@ def invoke(service_id: str) -> Response:
         # cost about a quarter of the throughput and 10 ms of p99 (bench/).
         extensions["cds.ledger"].record(ledger_rows(
             cards, service.id, hook_request, runtime.now,
-            patient_hasher=extensions["cds.patient_hasher"], knowledge_version=extensions["cds.knowledge_version"]))
+            patient_hasher=extensions["cds.patient_hasher"], knowledge_version=extensions["cds.knowledge_version"],
+            source=call_source(request.environ)))
     for card in cards:  # counted once recorded: a call refused for want of a ledger (503) issued no card
         count_card(card["source"]["topic"]["code"])
     return jsonify({"cards": cards})
 
 
+CALL_SOURCE = "cds_service.call_source"
+"""WSGI environ key the service's own in-process callers (the /sandbox page, `cds-service simulate`) set to say who
+called. An environ key, not a header: a client over HTTP cannot set it, so its calls are always `ehr`."""
+
+
+def call_source(environ: Mapping[str, Any]) -> str:
+    source = environ.get(CALL_SOURCE)
+    return source if source in CALL_SOURCES else "ehr"
+
+
 def ledger_rows(cards: list[dict], service_id: str, hook_request: HookRequest, now: datetime, *,
-                patient_hasher: Callable[[str], str], knowledge_version: str) -> list[IssuedCardRow]:
+                patient_hasher: Callable[[str], str], knowledge_version: str,
+                source: str = "ehr") -> list[IssuedCardRow]:
     """What the ledger keeps of each card: ids, type, knowledge version, time; the patient only as a keyed hash. The
     client's hookInstance (no longer than its column, checked in `invoke`) is made storable (no NUL), so it cannot
     make the database refuse the row."""
@@ -125,5 +137,5 @@ def ledger_rows(cards: list[dict], service_id: str, hook_request: HookRequest, n
         hook=hook_request.hook, hook_instance=storable(hook_request.hook_instance, _HOOK_INSTANCE),
         knowledge_version=knowledge_version,
         patient_hash=patient, issued_at=now,
-        suggestions=tuple((s["uuid"], s["label"]) for s in card.get("suggestions", ())),
+        suggestions=tuple((s["uuid"], s["label"]) for s in card.get("suggestions", ())), source=source,
     ) for card in cards]

@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, request
 from markupsafe import Markup
 
 from cds_service.fixtures import load_fixtures, order_context
+from cds_service.http.invocation import CALL_SOURCE
 from cds_service.http.pages import html_page
 
 bp = Blueprint("sandbox", __name__, template_folder="templates")
@@ -52,7 +53,8 @@ def _call(fixture: Any, hook: str, order: str | None) -> dict[str, Any]:
     except LookupError as exc:
         return {"error": str(exc)}
     body = fixture.hook_request(service.prefetch, now, hook=hook, context=context)
-    response = app.test_client().post(f"/cds-services/{service.id}", json=body)
+    response = app.test_client().post(f"/cds-services/{service.id}", json=body,
+                                       environ_overrides={CALL_SOURCE: "sandbox"})
     answer = orjson.loads(response.get_data())
     cards = answer.get("cards", []) if response.status_code == 200 else []
     for card in cards:

@@ -44,6 +44,8 @@ class IssuedCard(Base):
     knowledge_version: Mapped[str] = mapped_column(String(64))
     patient_hash: Mapped[str] = mapped_column(String(64))
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    source: Mapped[str] = mapped_column(String(16), default="ehr", server_default="ehr")
+    """Where the call came from (ledger.CALL_SOURCES): the report counts EHR calls unless asked (migration 0004)."""
 
 
 class IssuedSuggestion(Base):

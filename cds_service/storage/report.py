@@ -50,9 +50,11 @@ class FeedbackReport:
     since: datetime | None
     rows: list[CardTypeStats]
     unknown_card_feedback: int
+    sources: tuple[str, ...] | None = ("ehr",)
 
     def as_json(self) -> dict[str, Any]:
         return {"since": self.since.isoformat() if self.since else None,
+                "sources": list(self.sources) if self.sources is not None else "all",
                 "cardTypes": [row.as_json() for row in self.rows],
                 "unknownCardFeedback": self.unknown_card_feedback}
 
@@ -69,13 +71,16 @@ def reason_label(system: str | None, code: str | None, display: str | None, decl
 
 
 def feedback_report(engine: Engine, since: datetime | None = None, *, declared_reasons: Mapping[str, str] | None = None,
-                    reason_system: str = "") -> FeedbackReport:
+                    reason_system: str = "", sources: tuple[str, ...] | None = ("ehr",)) -> FeedbackReport:
     """The report. Override reasons are counted by (system, code), one row each, labelled by `reason_label` with the
-    displays this service declared (`declared_reasons`, code -> display, of `reason_system`)."""
+    displays this service declared (`declared_reasons`, code -> display, of `reason_system`). Only cards of calls
+    from `sources` count (EHR calls by default; None: every call), and feedback on other cards is left out."""
     declared = declared_reasons or {}
     cards_query = select(IssuedCard.card_uuid, IssuedCard.card_type, IssuedCard.knowledge_version)
     if since is not None:
         cards_query = cards_query.where(IssuedCard.issued_at >= since)
+    if sources is not None:
+        cards_query = cards_query.where(IssuedCard.source.in_(sources))
     with engine.connect() as connection:
         cards = {uid: (card_type, version) for uid, card_type, version in connection.execute(cards_query)}
         known = set(connection.execute(select(IssuedCard.card_uuid)).scalars())
@@ -95,7 +100,7 @@ def feedback_report(engine: Engine, since: datetime | None = None, *, declared_r
             unknown += 1
             continue
         if card_uuid not in cards:
-            continue  # issued before --since
+            continue  # issued before --since, or by a source the report leaves out
         row = stats[cards[card_uuid]]
         outcomes[card_uuid].add(outcome)
         if outcome == "accepted":
@@ -114,7 +119,7 @@ def feedback_report(engine: Engine, since: datetime | None = None, *, declared_r
         row.overridden += "overridden" in seen and "accepted" not in seen
         row.no_response += not seen
     ordered = sorted(stats.values(), key=lambda r: (r.card_type, r.knowledge_version))
-    return FeedbackReport(since, ordered, unknown)
+    return FeedbackReport(since, ordered, unknown, sources)
 
 
 def report_text(report: FeedbackReport) -> str:
@@ -133,4 +138,5 @@ def report_text(report: FeedbackReport) -> str:
     if not report.rows:
         lines.append("No cards issued" + (f" since {report.since.date()}" if report.since else "") + ".")
     lines.append(f"Feedback for cards not in the ledger: {report.unknown_card_feedback}")
+    lines.append("Calls counted: " + (", ".join(report.sources) if report.sources is not None else "all"))
     return "\n".join(lines)
