@@ -97,24 +97,36 @@ def db_upgrade() -> None:
 
 @main.command("feedback-report")
 @click.option("--since", default=None, help="Only cards issued on or after this date (YYYY-MM-DD).")
+@click.option("--until", default=None, help="Only cards issued up to and including this date (YYYY-MM-DD).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the report as CSV (as GET /analytics/feedback.csv).")
 @click.option("--source", "sources", multiple=True, type=click.Choice(["ehr", "sandbox", "simulate", "all"]),
               default=("ehr",), show_default=True,
               help="Count the cards of calls from these sources (repeat the option; 'all' for every call).")
-def feedback_report_command(since: str | None, as_json: bool, sources: tuple[str, ...]) -> None:
+def feedback_report_command(since: str | None, until: str | None, as_json: bool, as_csv: bool,
+                            sources: tuple[str, ...]) -> None:
     """What clinicians did with the cards, per card type and knowledge version."""
-    from datetime import UTC, datetime  # noqa: PLC0415
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
 
     import orjson  # noqa: PLC0415
 
     from cds_service.render.catalogue import OVERRIDE_REASON_SYSTEM, declared_override_reasons  # noqa: PLC0415
-    from cds_service.storage.report import feedback_report, report_text  # noqa: PLC0415
+    from cds_service.storage.report import feedback_report, report_csv, report_text  # noqa: PLC0415
 
     engine = _migrated_database()
     start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
+    end = datetime.fromisoformat(until).replace(tzinfo=UTC) + timedelta(days=1) if until else None
     report = feedback_report(engine, start, declared_reasons=declared_override_reasons(),
-                             reason_system=OVERRIDE_REASON_SYSTEM, sources=None if "all" in sources else sources)
-    click.echo(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() if as_json else report_text(report))
+                             reason_system=OVERRIDE_REASON_SYSTEM, sources=None if "all" in sources else sources,
+                             until=end)
+    if as_csv:
+        click.echo(report_csv(report), nl=False)
+    else:
+        click.echo(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() if as_json
+                   else report_text(report))
+
+
+main.add_command(feedback_report_command, name="report")
 
 
 @main.command("fixtures-server")

@@ -6,16 +6,19 @@ PostgreSQL and always sets it, so in CI these tests run on both databases.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import hmac
+import io
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
+import requests
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
@@ -335,6 +338,33 @@ def test_report_since_filters_by_issue_date(store_app):
     assert_operation_outcome(store_app.test_client().get("/analytics/feedback?since=soon"), 400, "since")
 
 
+def test_report_until_includes_the_whole_day_named(store_app):
+    issue_cards(store_app)  # issued now (the ledger's issued_at is the call's clock: the fixture's anchor)
+    client = store_app.test_client()
+    with store_app.extensions["cds.database"].connect() as connection:
+        issued = connection.execute(select(func.min(IssuedCard.issued_at))).scalar_one()
+    day = issued.date()
+    same_day = orjson.loads(client.get(f"/analytics/feedback?until={day.isoformat()}").get_data())
+    assert same_day["cardTypes"] and same_day["until"].startswith((day + timedelta(days=1)).isoformat())
+    before = orjson.loads(client.get(f"/analytics/feedback?until={(day - timedelta(days=1)).isoformat()}").get_data())
+    assert before["cardTypes"] == []
+    assert_operation_outcome(client.get("/analytics/feedback?until=later"), 400, "until")
+
+
+def test_the_report_as_csv_over_http_and_from_the_command_line(store_app, database_url, monkeypatch):
+    cards = issue_cards(store_app)
+    store_app.test_client().post(FEEDBACK, json={"feedback": [item(cards[0]["uuid"])]})
+    response = store_app.test_client().get("/analytics/feedback.csv")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    by_type = {row["card_type"]: row for row in rows}
+    assert by_type["fbss-imaging"]["overridden"] == "1" and by_type["fbss-imaging"]["acceptance_rate"] == "0.0000"
+    monkeypatch.setenv("CDS_DATABASE_URL", database_url)
+    printed = CliRunner().invoke(main, ["report", "--csv"])
+    assert printed.exit_code == 0, printed.output
+    assert printed.output == response.get_data(as_text=True)
+
+
 def test_feedback_report_command(store_app, database_url, monkeypatch):
     cards = issue_cards(store_app)
     store_app.test_client().post(FEEDBACK, json={"feedback": [item(cards[0]["uuid"])]})
@@ -369,6 +399,20 @@ def test_analytics_page_in_headless_chromium(make_app, tmp_path):
         assert "Already referred (1)" in table["revision-referral"][8]
         bars = driver.find_elements(By.CSS_SELECTOR, "#acceptance-chart rect.bar")
         assert len(bars) == 2
+        # A 0 % bar is drawn, narrow, not left out; the chart has an axis with its ticks.
+        [zero] = driver.find_elements(By.CSS_SELECTOR, "#acceptance-chart rect.bar.zero")
+        assert zero.get_attribute("width") == "2" and zero.is_displayed()
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#acceptance-chart line.axis")) == 1
+        ticks = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#acceptance-chart text.tick")]
+        assert ticks == ["0%", "25%", "50%", "75%", "100%"]
+        # The CSV link downloads the same report.
+        href = driver.find_element(By.ID, "csv").get_attribute("href")
+        download = requests.get(href, timeout=10)
+        assert download.headers["Content-Type"].startswith("text/csv")
+        assert "attachment" in download.headers["Content-Disposition"]
+        lines = download.text.splitlines()
+        assert lines[0].startswith("card_type,knowledge_version,issued,accepted")
+        assert any(line.startswith("revision-referral,") and "Already referred (1)" in line for line in lines)
         ARTIFACTS.mkdir(exist_ok=True)
         assert driver.save_screenshot(str(ARTIFACTS / "analytics.png"))
     finally:

@@ -6,7 +6,7 @@ server-rendered HTML with an inline SVG chart and no external assets, so it work
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -14,20 +14,28 @@ from cds_service.errors import InvalidRequest
 from cds_service.http.pages import html_page
 from cds_service.render.catalogue import OVERRIDE_REASON_SYSTEM, declared_override_reasons
 from cds_service.storage.ledger import CALL_SOURCES
-from cds_service.storage.report import FeedbackReport, feedback_report
+from cds_service.storage.report import FeedbackReport, feedback_report, report_csv
 
 bp = Blueprint("analytics", __name__, template_folder="templates")
 
 
-def _since() -> datetime | None:
-    value = request.args.get("since")
+def _date(name: str) -> datetime | None:
+    value = request.args.get(name)
     if not value:
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidRequest("'since' must be a date (YYYY-MM-DD).") from None
+        raise InvalidRequest(f"'{name}' must be a date (YYYY-MM-DD).") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _until() -> datetime | None:
+    """`?until=`: cards issued up to and including that day (a time, if given, is the exclusive end)."""
+    until = _date("until")
+    if until is not None and len(request.args["until"]) == 10:  # a bare date: the whole day counts
+        until += timedelta(days=1)
+    return until
 
 
 def _sources() -> tuple[str, ...] | None:
@@ -42,9 +50,9 @@ def _sources() -> tuple[str, ...] | None:
 
 
 def _report() -> FeedbackReport:
-    return feedback_report(current_app.extensions["cds.database"], _since(),
+    return feedback_report(current_app.extensions["cds.database"], _date("since"),
                            declared_reasons=declared_override_reasons(), reason_system=OVERRIDE_REASON_SYSTEM,
-                           sources=_sources())
+                           sources=_sources(), until=_until())
 
 
 @bp.get("/analytics/feedback")
@@ -52,9 +60,16 @@ def feedback_json() -> Response:
     return jsonify(_report().as_json())
 
 
+@bp.get("/analytics/feedback.csv")
+def feedback_csv() -> Response:
+    response = Response(report_csv(_report()), mimetype="text/csv")
+    response.headers["Content-Disposition"] = 'attachment; filename="card-acceptance.csv"'
+    return response
+
+
 @bp.get("/analytics")
 def page() -> Response:
     report = _report()
     bars = [(row.card_type, row.knowledge_version, row.acceptance_rate, row.issued) for row in report.rows]
-    return html_page("analytics.html", report=report, bars=bars,
+    return html_page("analytics.html", report=report, bars=bars, query=request.query_string.decode("latin-1"),
                      knowledge_version=current_app.extensions["cds.knowledge_version"])

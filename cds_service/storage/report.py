@@ -7,6 +7,8 @@ deployment, another database) is counted apart as `unknown cards`.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,9 +53,11 @@ class FeedbackReport:
     rows: list[CardTypeStats]
     unknown_card_feedback: int
     sources: tuple[str, ...] | None = ("ehr",)
+    until: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"since": self.since.isoformat() if self.since else None,
+                "until": self.until.isoformat() if self.until else None,
                 "sources": list(self.sources) if self.sources is not None else "all",
                 "cardTypes": [row.as_json() for row in self.rows],
                 "unknownCardFeedback": self.unknown_card_feedback}
@@ -71,7 +75,8 @@ def reason_label(system: str | None, code: str | None, display: str | None, decl
 
 
 def feedback_report(engine: Engine, since: datetime | None = None, *, declared_reasons: Mapping[str, str] | None = None,
-                    reason_system: str = "", sources: tuple[str, ...] | None = ("ehr",)) -> FeedbackReport:
+                    reason_system: str = "", sources: tuple[str, ...] | None = ("ehr",),
+                    until: datetime | None = None) -> FeedbackReport:
     """The report. Override reasons are counted by (system, code), one row each, labelled by `reason_label` with the
     displays this service declared (`declared_reasons`, code -> display, of `reason_system`). Only cards of calls
     from `sources` count (EHR calls by default; None: every call), and feedback on other cards is left out."""
@@ -79,6 +84,8 @@ def feedback_report(engine: Engine, since: datetime | None = None, *, declared_r
     cards_query = select(IssuedCard.card_uuid, IssuedCard.card_type, IssuedCard.knowledge_version)
     if since is not None:
         cards_query = cards_query.where(IssuedCard.issued_at >= since)
+    if until is not None:
+        cards_query = cards_query.where(IssuedCard.issued_at < until)
     if sources is not None:
         cards_query = cards_query.where(IssuedCard.source.in_(sources))
     with engine.connect() as connection:
@@ -119,7 +126,25 @@ def feedback_report(engine: Engine, since: datetime | None = None, *, declared_r
         row.overridden += "overridden" in seen and "accepted" not in seen
         row.no_response += not seen
     ordered = sorted(stats.values(), key=lambda r: (r.card_type, r.knowledge_version))
-    return FeedbackReport(since, ordered, unknown, sources)
+    return FeedbackReport(since, ordered, unknown, sources, until)
+
+
+CSV_COLUMNS = ("card_type", "knowledge_version", "issued", "accepted", "overridden", "no_response", "acceptance_rate",
+               "comments", "accepted_suggestions", "override_reasons")
+
+
+def report_csv(report: FeedbackReport) -> str:
+    """The report as CSV, one row per card type and knowledge version; suggestions and reasons as `label (n)` lists.
+    Nothing about a patient is in the report, so nothing is in the file."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in report.rows:
+        writer.writerow([row.card_type, row.knowledge_version, row.issued, row.accepted, row.overridden,
+                         row.no_response, f"{row.acceptance_rate:.4f}", row.comments,
+                         "; ".join(f"{label} ({n})" for label, n in row.accepted_suggestions.most_common()),
+                         "; ".join(f"{label} ({n})" for label, n in row.override_reasons.most_common())])
+    return out.getvalue()
 
 
 def report_text(report: FeedbackReport) -> str:
@@ -136,7 +161,8 @@ def report_text(report: FeedbackReport) -> str:
         if row.comments:
             lines.append(f"{'':26}comments: {row.comments}")
     if not report.rows:
-        lines.append("No cards issued" + (f" since {report.since.date()}" if report.since else "") + ".")
+        lines.append("No cards issued" + (f" since {report.since.date()}" if report.since else "")
+                     + (f" before {report.until.isoformat()[:16]}" if report.until else "") + ".")
     lines.append(f"Feedback for cards not in the ledger: {report.unknown_card_feedback}")
     lines.append("Calls counted: " + (", ".join(report.sources) if report.sources is not None else "all"))
     return "\n".join(lines)
