@@ -288,7 +288,7 @@ def test_three_migrations_at_once_on_an_empty_database_all_succeed(database_url,
             out, _ = process.communicate(timeout=120)
             outputs.append((process.returncode, out.decode()))
     assert [code for code, _ in outputs] == [0, 0, 0], outputs
-    assert all("schema at revision 0004" in out for _, out in outputs)
+    assert all("schema at revision 0005" in out for _, out in outputs)
 
 
 def _trickle(port: int, stop: threading.Event, headers_only: bool) -> None:

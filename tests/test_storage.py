@@ -6,6 +6,7 @@ PostgreSQL and always sets it, so in CI these tests run on both databases.
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import hashlib
@@ -72,13 +73,13 @@ def test_migrations_from_empty_to_head_and_back(database_url):
     try:
         assert current_revision(engine) is None
         upgrade(engine)
-        assert current_revision(engine) == "0004"
+        assert current_revision(engine) == "0005"
         assert {"seen_token", "issued_card", "issued_suggestion", "feedback"} <= set(inspect(engine).get_table_names())
         upgrade(engine, "0001")  # no-op: already past it
         downgrade(engine, "base")
         assert "feedback" not in inspect(engine).get_table_names()
         upgrade(engine)
-        assert current_revision(engine) == "0004"
+        assert current_revision(engine) == "0005"
     finally:
         engine.dispose()
 
@@ -277,11 +278,12 @@ def test_a_hook_call_followed_by_feedback_gives_the_right_report(store_app):
     assert client.post(FEEDBACK, json={"feedback": feedback[:1]}).status_code == 200  # re-sent: no double count
     report = orjson.loads(client.get("/analytics/feedback").get_data())
     by_type = {row["cardType"]: row for row in report["cardTypes"]}
+    # The same chart opened twice by the same user: each card shown twice, one presentation (accepted once).
     assert by_type["fbss-imaging"] == {
         "cardType": "fbss-imaging", "knowledgeVersion": store_app.extensions["cds.knowledge_version"],
-        "issued": 2, "accepted": 1, "overridden": 0, "noResponse": 1, "acceptanceRate": 0.5,
-        "acceptedSuggestions": {mri["label"]: 1}, "overrideReasons": {}, "comments": 0}
-    assert by_type["revision-referral"]["overridden"] == 2 and by_type["revision-referral"]["accepted"] == 0
+        "issued": 2, "presentations": 1, "reissued": 1, "accepted": 1, "overridden": 0, "noResponse": 0,
+        "acceptanceRate": 1.0, "acceptedSuggestions": {mri["label"]: 1}, "overrideReasons": {}, "comments": 0}
+    assert by_type["revision-referral"]["overridden"] == 1 and by_type["revision-referral"]["accepted"] == 0
     assert by_type["revision-referral"]["overrideReasons"] == {"Already referred": 1, "Patient declined": 1}
     assert by_type["revision-referral"]["comments"] == 1
     assert report["unknownCardFeedback"] == 0
@@ -329,6 +331,63 @@ def test_cards_of_the_sandbox_page_are_left_out_of_the_report_unless_asked(store
     assert_operation_outcome(client.get("/analytics/feedback?source=fax"), 400, "source")
     issue_cards(store_app)  # an EHR's call, over HTTP: counted by default
     assert orjson.loads(client.get("/analytics/feedback").get_data())["cardTypes"]
+
+
+def _order_call(app, hook, selections=None):
+    from cds_service.services import order_select, order_sign  # noqa: PLC0415
+
+    fixture = find_fixture("order-select-one-of-several")
+    app.extensions["cds.clock"] = lambda: fixture.anchor
+    context = copy.deepcopy(fixture.expected["context"])
+    if selections is not None:
+        context["selections"] = selections
+    service = order_select.SERVICE if hook == "order-select" else order_sign.SERVICE
+    if hook == "order-sign":
+        context.pop("selections", None)
+    body = fixture.hook_request(service.prefetch, fixture.anchor, hook=hook, context=context)
+    url = "/cds-services/fbss-miss-order-select" if hook == "order-select" else "/cds-services/fbss-miss-order-sign"
+    cards = orjson.loads(app.test_client().post(url, json=body).get_data())["cards"]
+    app.extensions["cds.ledger"].flush()
+    return {card["source"]["topic"]["code"]: card for card in cards}
+
+
+def test_an_ordering_session_that_ends_with_one_accepted_card_is_one_presentation_accepted(store_app):
+    """Select the opioid, select it again, sign (the MRI too), accept the opioid card's suggestion at signing: three
+    opioid cards were issued (new uuids each time, as CDS Hooks requires), one presentation, accepted."""
+    first = _order_call(store_app, "order-select", ["MedicationRequest/mr-oxy"])
+    again = _order_call(store_app, "order-select", ["MedicationRequest/mr-oxy"])
+    signed = _order_call(store_app, "order-sign")
+    assert first["opioid-order"]["uuid"] != again["opioid-order"]["uuid"] != signed["opioid-order"]["uuid"]
+    card = signed["opioid-order"]
+    feedback = [item(card["uuid"], outcome="accepted", acceptedSuggestions=[{"id": card["suggestions"][0]["uuid"]}])]
+    assert store_app.test_client().post("/cds-services/fbss-miss-order-sign/feedback",
+                                        json={"feedback": feedback}).status_code == 200
+    report = orjson.loads(store_app.test_client().get("/analytics/feedback").get_data())
+    opioid = next(r for r in report["cardTypes"] if r["cardType"] == "opioid-order")
+    assert (opioid["issued"], opioid["presentations"], opioid["accepted"], opioid["noResponse"]) == (3, 1, 1, 0)
+    assert opioid["acceptanceRate"] == 1.0
+    imaging = next(r for r in report["cardTypes"] if r["cardType"] == "imaging-protocol")
+    assert (imaging["issued"], imaging["presentations"], imaging["noResponse"]) == (1, 1, 1)
+
+
+def test_the_same_card_later_or_for_another_user_is_another_presentation():
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from cds_service.storage.report import PRESENTATION_WINDOW, presentations  # noqa: PLC0415
+
+    start = datetime(2026, 11, 1, 9, tzinfo=UTC)
+
+    def card(uid, minutes, user="u1", digest="d1", hook="order-select"):
+        return SimpleNamespace(card_uuid=uid, issued_at=start + timedelta(minutes=minutes), hook=hook,
+                               user_hash=user, patient_hash="p1", card_type="opioid-order", knowledge_version="k",
+                               content_digest=digest)
+
+    window = PRESENTATION_WINDOW.total_seconds() / 60
+    rows = [card("a", 0), card("b", window - 1), card("c", 2 * window - 2, hook="order-sign"),  # a sliding session
+            card("d", 4 * window),                          # later than the window after the last: anew
+            card("e", 1, user="u2"), card("f", 2, digest="d2"),  # another user; what the card said changed
+            card("g", 3, user=None)]                        # a row written before migration 0005
+    assert presentations(rows) == {"a": "a", "b": "a", "c": "a", "d": "d", "e": "e", "f": "f", "g": "g"}
 
 
 def test_report_since_filters_by_issue_date(store_app):
@@ -411,7 +470,7 @@ def test_analytics_page_in_headless_chromium(make_app, tmp_path):
         assert download.headers["Content-Type"].startswith("text/csv")
         assert "attachment" in download.headers["Content-Disposition"]
         lines = download.text.splitlines()
-        assert lines[0].startswith("card_type,knowledge_version,issued,accepted")
+        assert lines[0].startswith("card_type,knowledge_version,issued,presentations,accepted")
         assert any(line.startswith("revision-referral,") and "Already referred (1)" in line for line in lines)
         ARTIFACTS.mkdir(exist_ok=True)
         assert driver.save_screenshot(str(ARTIFACTS / "analytics.png"))

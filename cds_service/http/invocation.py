@@ -8,10 +8,12 @@ cds_service.http.errors.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+import orjson
 from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -128,14 +130,25 @@ def call_source(environ: Mapping[str, Any]) -> str:
 def ledger_rows(cards: list[dict], service_id: str, hook_request: HookRequest, now: datetime, *,
                 patient_hasher: Callable[[str], str], knowledge_version: str,
                 source: str = "ehr") -> list[IssuedCardRow]:
-    """What the ledger keeps of each card: ids, type, knowledge version, time; the patient only as a keyed hash. The
-    client's hookInstance (no longer than its column, checked in `invoke`) is made storable (no NUL), so it cannot
-    make the database refuse the row."""
+    """What the ledger keeps of each card: ids, type, knowledge version, time; the patient and the user only as keyed
+    hashes (the user's under a prefix of its own), and a digest of what the card said, so the report can tell the
+    same card shown again from a new one. The client's hookInstance (no longer than its column, checked in `invoke`)
+    is made storable (no NUL), so it cannot make the database refuse the row."""
     patient = patient_hasher(hook_request.patient_id)
+    user = patient_hasher("user:" + hook_request.user_id)
     return [IssuedCardRow(
         card_uuid=card["uuid"], card_type=card["source"]["topic"]["code"], service_id=service_id,
         hook=hook_request.hook, hook_instance=storable(hook_request.hook_instance, _HOOK_INSTANCE),
         knowledge_version=knowledge_version,
         patient_hash=patient, issued_at=now,
         suggestions=tuple((s["uuid"], s["label"]) for s in card.get("suggestions", ())), source=source,
+        user_hash=user, content_digest=content_digest(card),
     ) for card in cards]
+
+
+def content_digest(card: Mapping[str, Any]) -> str:
+    """What the clinician read on a card, as a digest: type, indicator, summary, detail and the suggestions' labels.
+    Two cards with the same digest, for the same user and patient, are the same card shown again."""
+    content = [card["source"]["topic"]["code"], card["indicator"], card["summary"], card.get("detail", ""),
+               [s["label"] for s in card.get("suggestions", ())]]
+    return hashlib.sha256(orjson.dumps(content)).hexdigest()

@@ -54,13 +54,15 @@ class IssuedCardRow:
     issued_at: datetime
     suggestions: tuple[tuple[str, str], ...] = ()   # (suggestion uuid, label)
     source: str = "ehr"                              # who called: CALL_SOURCES
+    user_hash: str | None = None                     # the user as a keyed hash (report: presentations)
+    content_digest: str | None = None                # what the clinician read (report: the same card shown again)
 
 
 CALL_SOURCES = ("ehr", "sandbox", "simulate")
 """Where a hook call came from: a CDS client over HTTP, the built-in /sandbox page, or `cds-service simulate`. The
 report counts only the first unless asked (cards nobody saw in an EHR would count as ignored)."""
 CARD_COLUMNS = ("card_uuid", "card_type", "service_id", "hook", "hook_instance", "knowledge_version", "patient_hash",
-                "issued_at", "source")
+                "issued_at", "source", "user_hash", "content_digest")
 SUGGESTION_COLUMNS = ("suggestion_uuid", "card_uuid", "label")
 _LABEL_LENGTH = IssuedSuggestion.__table__.c.label.type.length
 
@@ -68,7 +70,8 @@ _LABEL_LENGTH = IssuedSuggestion.__table__.c.label.type.length
 def encode(rows: Iterable[IssuedCardRow]) -> bytes:
     """One spool line: the call's rows as JSON arrays (orjson writes the datetimes as RFC 3339)."""
     return orjson.dumps([[row.card_uuid, row.card_type, row.service_id, row.hook, row.hook_instance,
-                          row.knowledge_version, row.patient_hash, row.issued_at, row.suggestions, row.source]
+                          row.knowledge_version, row.patient_hash, row.issued_at, row.suggestions, row.source,
+                          row.user_hash, row.content_digest]
                          for row in rows], option=orjson.OPT_APPEND_NEWLINE)
 
 
@@ -77,11 +80,12 @@ def decode(line: bytes) -> list[IssuedCardRow]:
     try:
         # A null stays null: the database, not the spool, decides whether a row is storable (and sets it aside
         # alone, where a refused line would take the call's other rows with it).
-        # A line written before the call's source was recorded has nine fields: its calls came from EHRs.
+        # A line written by an earlier version has fewer fields: nine before the call's source was recorded (its
+        # calls came from EHRs), ten before the user and content digest were.
         return [IssuedCardRow(uid, card_type, service_id, hook, hook_instance, version, patient,
                               datetime.fromisoformat(issued) if issued is not None else issued,
-                              tuple((suggestion, label) for suggestion, label in suggestions), *source)
-                for uid, card_type, service_id, hook, hook_instance, version, patient, issued, suggestions, *source
+                              tuple((suggestion, label) for suggestion, label in suggestions), *later)
+                for uid, card_type, service_id, hook, hook_instance, version, patient, issued, suggestions, *later
                 in orjson.loads(line)]
     except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
         raise ValueError(f"not a ledger spool line ({type(exc).__name__})") from None
@@ -308,7 +312,7 @@ class CardLedger:
 
     def _insert(self, batch: list[IssuedCardRow]) -> None:
         cards = [(row.card_uuid, row.card_type, row.service_id, row.hook, row.hook_instance, row.knowledge_version,
-                  row.patient_hash, row.issued_at, row.source) for row in batch]
+                  row.patient_hash, row.issued_at, row.source, row.user_hash, row.content_digest) for row in batch]
         suggestions = [(uid, row.card_uuid, label[:_LABEL_LENGTH]) for row in batch for uid, label in row.suggestions]
         with self.engine.begin() as connection:
             self._insert_cards.execute(connection, cards)

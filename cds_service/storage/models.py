@@ -46,6 +46,10 @@ class IssuedCard(Base):
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     source: Mapped[str] = mapped_column(String(16), default="ehr", server_default="ehr")
     """Where the call came from (ledger.CALL_SOURCES): the report counts EHR calls unless asked (migration 0004)."""
+    user_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    content_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The user (keyed hash) and a digest of what the card said: the report counts the same card shown to the same user
+    for the same patient again within a short window as one presentation (migration 0005; null before it)."""
 
 
 class IssuedSuggestion(Base):

@@ -1,8 +1,11 @@
 """The feedback report: per card type and knowledge version, what clinicians did with the cards.
 
-Issued, accepted (and which suggestions), overridden, no response, acceptance rate (accepted / issued), override
-reasons with counts, and how many overrides carried a comment. Feedback whose card is not in the ledger (an earlier
-deployment, another database) is counted apart as `unknown cards`.
+Issued cards, and presentations: the same card shown again to the same user for the same patient within a short
+window (an order-select session re-issues its cards on every change of the selection, each with a new uuid) is one
+presentation (`presentations`). Per presentation: accepted (and which suggestions), overridden, no response; the
+acceptance rate is accepted presentations over presentations. Override reasons with counts, and how many overrides
+carried a comment. Feedback whose card is not in the ledger (an earlier deployment, another database) is counted apart
+as `unknown cards`.
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -26,6 +29,7 @@ class CardTypeStats:
     card_type: str
     knowledge_version: str
     issued: int = 0
+    presentations: int = 0
     accepted: int = 0
     overridden: int = 0
     no_response: int = 0
@@ -35,11 +39,18 @@ class CardTypeStats:
 
     @property
     def acceptance_rate(self) -> float:
-        return self.accepted / self.issued if self.issued else 0.0
+        """Accepted presentations over presentations: a card re-issued in one session counts once."""
+        return self.accepted / self.presentations if self.presentations else 0.0
+
+    @property
+    def reissued(self) -> int:
+        """Cards issued again as the same presentation (superseded by a later identical card)."""
+        return self.issued - self.presentations
 
     def as_json(self) -> dict[str, Any]:
         return {
             "cardType": self.card_type, "knowledgeVersion": self.knowledge_version, "issued": self.issued,
+            "presentations": self.presentations, "reissued": self.reissued,
             "accepted": self.accepted, "overridden": self.overridden, "noResponse": self.no_response,
             "acceptanceRate": round(self.acceptance_rate, 4),
             "acceptedSuggestions": dict(self.accepted_suggestions.most_common()),
@@ -81,7 +92,9 @@ def feedback_report(engine: Engine, since: datetime | None = None, *, declared_r
     displays this service declared (`declared_reasons`, code -> display, of `reason_system`). Only cards of calls
     from `sources` count (EHR calls by default; None: every call), and feedback on other cards is left out."""
     declared = declared_reasons or {}
-    cards_query = select(IssuedCard.card_uuid, IssuedCard.card_type, IssuedCard.knowledge_version)
+    cards_query = select(IssuedCard.card_uuid, IssuedCard.card_type, IssuedCard.knowledge_version,
+                         IssuedCard.issued_at, IssuedCard.hook, IssuedCard.user_hash, IssuedCard.patient_hash,
+                         IssuedCard.content_digest)
     if since is not None:
         cards_query = cards_query.where(IssuedCard.issued_at >= since)
     if until is not None:
@@ -89,12 +102,14 @@ def feedback_report(engine: Engine, since: datetime | None = None, *, declared_r
     if sources is not None:
         cards_query = cards_query.where(IssuedCard.source.in_(sources))
     with engine.connect() as connection:
-        cards = {uid: (card_type, version) for uid, card_type, version in connection.execute(cards_query)}
+        issued_rows = connection.execute(cards_query).all()
         known = set(connection.execute(select(IssuedCard.card_uuid)).scalars())
         labels = dict(connection.execute(select(IssuedSuggestion.suggestion_uuid, IssuedSuggestion.label)).all())
         feedback = connection.execute(select(Feedback.card_uuid, Feedback.outcome, Feedback.accepted_suggestions,
                                              Feedback.override_system, Feedback.override_code,
                                              Feedback.override_display, Feedback.has_comment)).all()
+    cards = {row.card_uuid: (row.card_type, row.knowledge_version) for row in issued_rows}
+    presentation_of = presentations(issued_rows)
     stats: dict[tuple[str, str], CardTypeStats] = {}
     for card_type, version in cards.values():
         key = (card_type, version)
@@ -119,9 +134,13 @@ def feedback_report(engine: Engine, since: datetime | None = None, *, declared_r
             label = labels_by_reason.setdefault(key, reason_label(system, code, display, declared, reason_system))
             row.override_reasons[label] += 1
         row.comments += int(bool(has_comment))
-    for card_uuid, key in cards.items():
-        row = stats[key]
-        seen = outcomes.get(card_uuid, set())
+    # Outcomes per presentation: feedback on any uuid of a presentation counts for it.
+    by_presentation: dict[str, set[str]] = defaultdict(set)
+    for card_uuid in cards:
+        by_presentation[presentation_of[card_uuid]] |= outcomes.get(card_uuid, set())
+    for first_uuid, seen in by_presentation.items():
+        row = stats[cards[first_uuid]]
+        row.presentations += 1
         row.accepted += "accepted" in seen
         row.overridden += "overridden" in seen and "accepted" not in seen
         row.no_response += not seen
@@ -129,8 +148,33 @@ def feedback_report(engine: Engine, since: datetime | None = None, *, declared_r
     return FeedbackReport(since, ordered, unknown, sources, until)
 
 
-CSV_COLUMNS = ("card_type", "knowledge_version", "issued", "accepted", "overridden", "no_response", "acceptance_rate",
-               "comments", "accepted_suggestions", "override_reasons")
+PRESENTATION_WINDOW = timedelta(minutes=30)
+"""How long after a card the same card counts as shown again rather than anew (an ordering session's length)."""
+_WORKFLOWS = {"order-select": "order", "order-sign": "order"}  # the hooks of one ordering workflow
+
+
+def presentations(issued: Iterable[Any]) -> dict[str, str]:
+    """Each issued card's presentation, named by the uuid of its first card. The same card shown again is one with
+    the same workflow (patient-view, or the order hooks together), user, patient, card type, knowledge version and
+    content digest, issued within PRESENTATION_WINDOW of the previous one; the window slides, so a session of
+    re-selections stays one presentation. A card without a user or digest (written before migration 0005) is its own."""
+    chains: dict[tuple[Any, ...], tuple[str, datetime]] = {}
+    presentation: dict[str, str] = {}
+    for row in sorted(issued, key=lambda r: (r.issued_at, r.card_uuid)):
+        if row.user_hash is None or row.content_digest is None:
+            presentation[row.card_uuid] = row.card_uuid
+            continue
+        key = (_WORKFLOWS.get(row.hook, row.hook), row.user_hash, row.patient_hash, row.card_type,
+               row.knowledge_version, row.content_digest)
+        previous = chains.get(key)
+        first = previous[0] if previous and row.issued_at - previous[1] <= PRESENTATION_WINDOW else row.card_uuid
+        chains[key] = (first, row.issued_at)
+        presentation[row.card_uuid] = first
+    return presentation
+
+
+CSV_COLUMNS = ("card_type", "knowledge_version", "issued", "presentations", "accepted", "overridden", "no_response",
+               "acceptance_rate", "comments", "accepted_suggestions", "override_reasons")
 
 
 def report_csv(report: FeedbackReport) -> str:
@@ -140,7 +184,8 @@ def report_csv(report: FeedbackReport) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in report.rows:
-        writer.writerow([row.card_type, row.knowledge_version, row.issued, row.accepted, row.overridden,
+        writer.writerow([row.card_type, row.knowledge_version, row.issued, row.presentations, row.accepted,
+                         row.overridden,
                          row.no_response, f"{row.acceptance_rate:.4f}", row.comments,
                          "; ".join(f"{label} ({n})" for label, n in row.accepted_suggestions.most_common()),
                          "; ".join(f"{label} ({n})" for label, n in row.override_reasons.most_common())])
@@ -149,11 +194,12 @@ def report_csv(report: FeedbackReport) -> str:
 
 def report_text(report: FeedbackReport) -> str:
     """The report as a plain-text table for the terminal."""
-    header = f"{'card type':24} {'knowledge':22} {'issued':>6} {'accept':>6} {'overr.':>6} {'none':>6} {'rate':>6}"
+    header = (f"{'card type':24} {'knowledge':22} {'issued':>6} {'shown':>6} {'accept':>6} {'overr.':>6} "
+              f"{'none':>6} {'rate':>6}")
     lines = [header, "-" * len(header)]
     for row in report.rows:
-        lines.append(f"{row.card_type:24} {row.knowledge_version:22} {row.issued:6} {row.accepted:6} "
-                     f"{row.overridden:6} {row.no_response:6} {row.acceptance_rate:6.0%}")
+        lines.append(f"{row.card_type:24} {row.knowledge_version:22} {row.issued:6} {row.presentations:6} "
+                     f"{row.accepted:6} {row.overridden:6} {row.no_response:6} {row.acceptance_rate:6.0%}")
         for label, count in row.accepted_suggestions.most_common():
             lines.append(f"{'':26}accepted: {label} ({count})")
         for reason, count in row.override_reasons.most_common():
