@@ -22,7 +22,7 @@ log = logging.getLogger("cds_service.hooks")
 _REFERENCE = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_AUTHORIZATION_FIELDS = {"access_token": str, "token_type": str, "expires_in": int, "scope": str, "subject": str}
+_OPTIONAL_AUTHORIZATION_FIELDS = {"expires_in": int, "scope": str, "subject": str}
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,9 @@ class FhirAuthorization:
 
     access_token: str
     token_type: str
-    expires_in: int
-    scope: str
-    subject: str
+    expires_in: int | None
+    scope: str | None
+    subject: str | None
     patient: str | None = None
 
     def __repr__(self) -> str:  # keeps the token out of tracebacks and debug output
@@ -135,25 +135,35 @@ def _check_context_field(context: dict[str, Any], field: ContextField) -> None:
 
 
 def _fhir_authorization(value: Any, fhir_server: str | None) -> FhirAuthorization | None:
+    """The token the client lends, or None. Lenient where clients differ: the public CDS Hooks Sandbox copies an OAuth
+    token response, where `expires_in` is only recommended, and a call whose data is all prefetched needs no token at
+    all. So an authorization without a usable bearer token (no `access_token`, another `token_type`, not an object) is
+    treated as no token — required data that is not prefetched then gets 412, never the whole call a 400 — and a
+    missing `expires_in`, `scope` or `subject` is tolerated. Each is logged by field name, never by value."""
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise InvalidRequest("'fhirAuthorization' must be a JSON object.")
     if fhir_server is None:
         raise InvalidRequest("'fhirServer' is required when 'fhirAuthorization' is given.")
-    for name, kind in _AUTHORIZATION_FIELDS.items():
-        item = value.get(name)
-        if not isinstance(item, kind) or isinstance(item, bool) or item == "":
-            raise InvalidRequest(f"'fhirAuthorization.{name}' is required ({kind.__name__}).")
-    if value["token_type"].lower() != "bearer":
-        raise InvalidRequest("'fhirAuthorization.token_type' must be 'Bearer'.")
+    if not isinstance(value, dict):
+        log.info("fhirAuthorization is not an object; treated as no token")
+        return None
+    token, token_type = value.get("access_token"), value.get("token_type", "Bearer")
+    if not isinstance(token, str) or not token or not isinstance(token_type, str) or token_type.lower() != "bearer":
+        log.info("fhirAuthorization has no usable bearer token; treated as no token",
+                 extra={"missing": [name for name in ("access_token", "token_type") if not value.get(name)]})
+        return None
+    optional = {name: item if isinstance(item, kind) and not isinstance(item, bool) and item != "" else None
+                for name, kind in _OPTIONAL_AUTHORIZATION_FIELDS.items() for item in (value.get(name),)}
+    absent = [name for name, item in optional.items() if item is None]
+    if absent:
+        log.info("fhirAuthorization without some fields; the token is used", extra={"missing": absent})
     patient = value.get("patient")
     return FhirAuthorization(
-        access_token=value["access_token"],
-        token_type=value["token_type"],
-        expires_in=value["expires_in"],
-        scope=value["scope"],
-        subject=value["subject"],
+        access_token=token,
+        token_type=token_type,
+        expires_in=optional["expires_in"],  # type: ignore[arg-type]
+        scope=optional["scope"],  # type: ignore[arg-type]
+        subject=optional["subject"],  # type: ignore[arg-type]
         patient=patient if isinstance(patient, str) else None,
     )
 
