@@ -10,6 +10,7 @@ from cds_service import create_app
 from cds_service.cli import main
 from cds_service.clinical.facts import _classify_drug_cached, _ingredient_patterns
 from cds_service.config import ConfigError
+from cds_service.storage.migrate import head_revision
 from cds_service.terminology.valuesets import _combined_index
 from tests.support import hook_request
 
@@ -66,7 +67,7 @@ def test_db_upgrade_command_migrates_the_configured_database(tmp_path, monkeypat
     monkeypatch.setenv("CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.sqlite3'}")
     result = CliRunner().invoke(main, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "schema at revision 0003" in result.output and (tmp_path / "cli.sqlite3").exists()
+    assert f"schema at revision {head_revision()}" in result.output and (tmp_path / "cli.sqlite3").exists()
 
 
 def test_the_knowledge_lookups_are_built_at_start_up_not_by_the_first_hook_call(tmp_path):
