@@ -57,6 +57,18 @@ class AuthenticationFailed(CdsError):
         self.reason = reason
 
 
+class NotEnabled(CdsError):
+    """The client authenticated (its JWT is valid and from a trusted issuer) but is not enabled here: its tenant is not
+    on the issuer's list (403). Said plainly, so an integrator onboarding a new tenant knows what to ask for."""
+
+    status = 403
+    issue_code = "forbidden"
+
+    def __init__(self, diagnostics: str, reason: str) -> None:
+        super().__init__(diagnostics)
+        self.reason = reason
+
+
 class PreconditionFailed(CdsError):
     """Data the service cannot do without is neither prefetched nor fetchable (412, CDS Hooks 2.0 §prefetch).
     `causes` (prefetch key -> why) are for the log when the client is told less."""

@@ -12,7 +12,7 @@ import logging
 
 from flask import Flask, current_app, g, request
 
-from cds_service.errors import AuthenticationFailed
+from cds_service.errors import AuthenticationFailed, NotEnabled
 from cds_service.metrics import auth_failure
 from cds_service.security.verify import TokenVerifier
 
@@ -47,6 +47,10 @@ def install_authentication(app: Flask, verifier: TokenVerifier, *, required: boo
             client = verifier.verify(token.strip(), endpoint_audience())
         except AuthenticationFailed as failure:
             _refuse(failure.reason)
+        except NotEnabled as refusal:  # authenticated, not enabled here: 403 with what is wrong
+            auth_failure(refusal.reason)
+            log.warning("client not enabled", extra={"request_id": g.get("request_id"), "reason": refusal.reason})
+            raise
         g.client_iss = client.iss
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import jwt
 
-from cds_service.errors import AuthenticationFailed
+from cds_service.errors import AuthenticationFailed, NotEnabled
 from cds_service.security.issuers import TrustedIssuer
 from cds_service.security.keys import KeyStore
 from cds_service.security.replay import ReplayStore
@@ -73,7 +73,13 @@ class TokenVerifier:
             raise AuthenticationFailed("token lifetime exceeds the maximum")
         tenant = claims.get("tenant")
         if issuer.tenants is not None and tenant not in issuer.tenants:
-            raise AuthenticationFailed("tenant is not accepted")
+            # Authenticated, not enabled: 403 says what is wrong (the tenant named is the client's own claim; the
+            # list of enabled tenants is not told). The jti is not recorded: the same token may be retried once the
+            # tenant is enabled.
+            named = f"tenant {tenant!r}" if isinstance(tenant, str) else "a token without a tenant claim"
+            raise NotEnabled(f"The client token is valid, but {named} is not enabled for issuer {issuer.iss} at this "
+                             "service; ask its operator to add it (CDS_TRUSTED_ISSUERS, the issuer's 'tenant' list).",
+                             "tenant is not enabled")
         if not isinstance(claims["jti"], str) or not claims["jti"]:
             raise AuthenticationFailed("jti missing")
         if len(claims["jti"]) > JTI_MAX_LENGTH:  # the replay store's column; the database must not be the one to say
