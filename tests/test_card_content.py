@@ -243,3 +243,35 @@ def test_value_set_displays_are_clinical_names_without_the_rules_notes():
     note = re.compile(r"\((?=[^)]*(red flag|supporting|only with|older|sequela|used for))", re.I)
     assert [(vs_id, m.code, m.display) for vs_id, vs in value_sets().items() for m in vs.members
             if note.search(m.display or "")] == []
+
+
+# -- card conformance extras (issue 25) ----------------------------------------------------------------------------
+
+
+def test_every_suggestion_has_a_uuid_and_deletes_only_the_calls_own_draft_orders(make_app_module):
+    """Across every fixture and hook: each card and suggestion carries its own uuid; a delete names a draft order of
+    the call's draftOrders (never a record of the chart, never at patient-view); a card that replaces an order pairs
+    the delete with the create in one suggestion, so accepting it never leaves the order missing."""
+    app = make_app_module
+    seen: set[str] = set()
+    for fixture in load_fixtures():
+        app.extensions["cds.clock"] = lambda fixture=fixture: fixture.anchor
+        hook = fixture.expected["hook"]
+        service = next(s for s in declared_services() if s.hook == hook)
+        body = fixture.hook_request(service.prefetch, fixture.anchor, hook=hook)
+        cards = orjson.loads(app.test_client().post(f"/cds-services/{SERVICE_IDS[hook]}", json=body).get_data())[
+            "cards"]
+        drafts = {f"{e['resource']['resourceType']}/{e['resource']['id']}"
+                  for e in (body["context"].get("draftOrders") or {}).get("entry", ())
+                  if e["resource"].get("status") == "draft"}
+        for card in cards:
+            uuids = [card["uuid"], *(s["uuid"] for s in card.get("suggestions", ()))]
+            assert all(uuids) and not seen & set(uuids), fixture.name
+            seen |= set(uuids)
+            for suggestion in card.get("suggestions", ()):
+                kinds = [action["type"] for action in suggestion["actions"]]
+                deletes = [action["resourceId"] for action in suggestion["actions"] if action["type"] == "delete"]
+                assert set(deletes) <= drafts, (fixture.name, deletes)
+                if card["source"]["topic"]["code"] == "imaging-protocol":
+                    assert kinds == ["delete", "create"], fixture.name
+    assert len(seen) > 50
