@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -43,8 +44,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         port=port or settings.port,
         workers=workers if workers is not None and workers > 0 else settings.worker_count(),
     )
-    click.echo(f"cds-service ({settings.profile} profile) on http://{host or settings.host}:{port or settings.port}",
-               err=True)
+    logging.getLogger("cds_service.server").info(
+        f"cds-service ({settings.profile} profile) on http://{host or settings.host}:{port or settings.port}",
+        extra={"profile": settings.profile})
     server.run()
 
 

@@ -16,11 +16,13 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 from prometheus_client import multiprocess
 
 from cds_service.app import create_app
 from cds_service.config import Settings
 from cds_service.http import server_errors
+from cds_service.logs import json_formatter
 from cds_service.memory import limit_malloc_arenas
 
 GC_YOUNG_THRESHOLD = 10_000
@@ -41,6 +43,17 @@ def freeze_start_up() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
+class JsonGunicornLogger(GunicornLogger):
+    """gunicorn's own log lines (worker boots, timeouts, signals) as JSON, in the service's schema (cds_service.logs),
+    so a log pipeline reads one format. gunicorn's access log stays off: the service writes one JSON line per request,
+    with its request id."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(json_formatter())
+
+
 class GunicornServer(BaseApplication):
     """gunicorn configured from the service's settings, with the app built by `create_app`."""
 
@@ -54,6 +67,7 @@ class GunicornServer(BaseApplication):
             "preload_app": True,
             "accesslog": None,  # the service writes its own JSON line per request (cds_service.logs)
             "errorlog": "-",
+            "logger_class": JsonGunicornLogger,
             "loglevel": settings.log_level.lower(),
             "timeout": 30,
             "graceful_timeout": 30,

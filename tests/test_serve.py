@@ -69,14 +69,18 @@ def test_metrics_add_up_every_worker(server):
 
 
 def test_server_runs_gunicorn_and_logs_json(server):
+    """One log format: the service's lines, gunicorn's own (boots, signals) and the start-up line are all JSON."""
     base, log = server
     requests.post(f"{base}/cds-services/fbss-miss-advisor", json={"hook": "patient-view"}, timeout=5)
     time.sleep(0.3)
     log.seek(0)
-    text = log.read()
-    assert "gunicorn" in text.lower()
-    records = [orjson.loads(line) for line in text.splitlines() if line.startswith("{")]
-    assert any(r["message"] == "request" and r["status"] == 400 and r["level"] == "INFO" for r in records)
+    lines = [line for line in log.read().splitlines() if line.strip()]
+    records = [orjson.loads(line) for line in lines]  # every line: not one plain-text line left
+    assert any(r["logger"] == "gunicorn.error" and "Booting worker" in r["message"] for r in records)
+    assert any(r["logger"] == "cds_service.server" and r["message"].startswith("cds-service (") for r in records)
+    assert any(r["message"] == "request" and r["status"] == 400 and r["level"] == "INFO" and r["request_id"]
+               for r in records)
+    assert all({"level", "logger", "message", "time"} <= set(r) for r in records)
 
 
 def test_the_worker_starts_frozen_with_young_collections_rarer():
