@@ -1,7 +1,9 @@
-"""A version string for the knowledge behind a card: value sets, thresholds in force, suggestions, card templates.
+"""A version string for the knowledge behind a card: value sets, thresholds in force, suggestions, card templates,
+and the rules' own source (cds_service/clinical/*.py).
 
 Cards are recorded with it, so a knowledge owner can compare acceptance before and after a change of a rule, a code
-or a card text.
+or a card text. A rule lives in Python, so its source counts too: a changed rule under an unchanged version would mix
+its acceptance with the old rule's.
 """
 
 from __future__ import annotations
@@ -14,18 +16,28 @@ import orjson
 
 from cds_service.clinical.knowledge import Thresholds
 
-_PACKAGES = (("cds_service.terminology", "valuesets"), ("cds_service.clinical", ""),
-             ("cds_service.card_templates", ""))
+# (package, folder, file endings): the knowledge files, and the clinical package's Python (the rules themselves).
+_PACKAGES = (("cds_service.terminology", "valuesets", (".json",)),
+             ("cds_service.clinical", "", (".json", ".yaml", ".py")),
+             ("cds_service.card_templates", "", (".json", ".yaml")))
+
+
+def knowledge_files() -> list[tuple[str, bytes]]:
+    """Every file the knowledge version covers, as (package/name, content), in a fixed order."""
+    files = []
+    for package, folder, endings in _PACKAGES:
+        root = resources.files(package).joinpath(folder) if folder else resources.files(package)
+        for entry in sorted(root.iterdir(), key=lambda e: e.name):
+            if entry.name.endswith(endings):
+                files.append((f"{package}/{entry.name}", entry.read_bytes()))
+    return files
 
 
 def knowledge_version(thresholds: Thresholds) -> str:
     """`<package version>+<12 hex digits of a hash of every knowledge file and the thresholds in force>`."""
     digest = hashlib.sha256()
-    for package, folder in _PACKAGES:
-        root = resources.files(package).joinpath(folder) if folder else resources.files(package)
-        for entry in sorted(root.iterdir(), key=lambda e: e.name):
-            if entry.name.endswith((".json", ".yaml")):
-                digest.update(entry.name.encode())
-                digest.update(entry.read_bytes())
+    for name, content in knowledge_files():
+        digest.update(name.encode())
+        digest.update(content)
     digest.update(orjson.dumps(asdict(thresholds), option=orjson.OPT_SORT_KEYS))
     return f"{metadata.version('cds-service')}+{digest.hexdigest()[:12]}"
