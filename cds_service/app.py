@@ -19,6 +19,8 @@ from sqlalchemy import Engine
 
 from cds_service.clinical.engine import prepare as prepare_clinical_core
 from cds_service.clinical.knowledge import Thresholds, load_thresholds
+from cds_service.clinical.orders import ORDER_CARD_ORDER
+from cds_service.clinical.rules import CARD_ORDER
 from cds_service.compiled import check_compiled_sources
 from cds_service.config import SETTINGS, ConfigError, Settings, load_settings
 from cds_service.cpu_slot import BufferedCalls, CpuSlot
@@ -29,6 +31,7 @@ from cds_service.jsonio import OrjsonProvider
 from cds_service.knowledge_version import knowledge_version
 from cds_service.logs import install_request_logging, install_security_headers
 from cds_service.render.cards import CardRenderer
+from cds_service.render.catalogue import check_card_types
 from cds_service.sandbox import page as sandbox_page
 from cds_service.security.issuers import load_trusted_issuers
 from cds_service.security.keys import KeyStore
@@ -65,6 +68,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["cds.value_sets"] = value_sets()  # compiled once, before gunicorn forks its workers
     prepare_clinical_core()  # and the lookup tables built from them
     app.extensions["cds.renderer"] = CardRenderer()  # card templates parsed once, before the workers fork
+    check_card_types(app.extensions["cds.renderer"].catalogue, (*CARD_ORDER, *ORDER_CARD_ORDER))
     app.extensions["cds.clock"] = _utc_now
     cpu_slot = CpuSlot()
     app.wsgi_app = BufferedCalls(app.wsgi_app, cpu_slot, settings.max_body_bytes)  # type: ignore[method-assign]

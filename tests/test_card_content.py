@@ -275,3 +275,16 @@ def test_every_suggestion_has_a_uuid_and_deletes_only_the_calls_own_draft_orders
                 if card["source"]["topic"]["code"] == "imaging-protocol":
                     assert kinds == ["delete", "create"], fixture.name
     assert len(seen) > 50
+
+
+def test_card_types_are_checked_against_the_rules_at_start_up():
+    from cds_service.clinical.orders import ORDER_CARD_ORDER  # noqa: PLC0415
+    from cds_service.clinical.rules import CARD_ORDER  # noqa: PLC0415
+    from cds_service.render.catalogue import check_card_types  # noqa: PLC0415
+
+    catalogue = load_catalogue()
+    check_card_types(catalogue, (*CARD_ORDER, *ORDER_CARD_ORDER))  # as create_app does: in step
+    with pytest.raises(ValueError, match="no template for spine-gazette"):
+        check_card_types(catalogue, (*CARD_ORDER, *ORDER_CARD_ORDER, "spine-gazette"))
+    with pytest.raises(ValueError, match="no rule produces scs-consider"):
+        check_card_types(catalogue, tuple(t for t in (*CARD_ORDER, *ORDER_CARD_ORDER) if t != "scs-consider"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -210,6 +210,20 @@ def internal_tags(raw: Mapping[str, Any]) -> list[str]:
     texts += [v for key, value in raw.items() if key not in _TEMPLATE_FIELDS and isinstance(value, dict)
               for v in value.values() if isinstance(v, str)]
     return sorted({match.group(0) for text in texts for match in INTERNAL_TAG.finditer(text)})
+
+
+def check_card_types(catalogue: Catalogue, produced: Iterable[str]) -> None:
+    """Every card type a rule can produce has a template, and every template is one a rule produces: a rule's card
+    without a template would fail every call that fires it, a template no rule produces is text nobody reviews for
+    nothing. Checked at start-up (create_app)."""
+    produced = set(produced)
+    without_template = sorted(produced - set(catalogue.cards))
+    without_rule = sorted(set(catalogue.cards) - produced)
+    if without_template or without_rule:
+        raise ValueError("card types out of step between the rules and cards/: "
+                         + "; ".join(part for part in (
+                             f"no template for {', '.join(without_template)}" if without_template else "",
+                             f"no rule produces {', '.join(without_rule)}" if without_rule else "") if part))
 
 
 class FindingDetails(dict):
