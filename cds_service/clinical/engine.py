@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from cds_service.clinical.facts import Facts, derive_facts, prepare_ingredient_patterns
+from cds_service.clinical.facts import Facts, derive_facts, prepare_ingredient_patterns, read_from
 from cds_service.clinical.knowledge import Thresholds, suggestion_catalogue
 from cds_service.clinical.model import Finding
 from cds_service.clinical.orders import OrderItem, evaluate_order_rules
@@ -46,6 +46,8 @@ def prepare() -> None:
     prepare_lookup()
     prepare_ingredient_patterns()
     suggestion_catalogue()
+    read_from("Condition")
+    read_from("Observation")
 
 
 def evaluate_orders(record: PatientRecord, orders: Iterable[OrderItem], now: datetime,

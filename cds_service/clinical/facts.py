@@ -26,7 +26,7 @@ from cds_service.fhir.record import (
     codeable_text,
     items_of,
 )
-from cds_service.terminology.valuesets import Member, ValueSet, canonical_system, value_set
+from cds_service.terminology.valuesets import Member, ValueSet, canonical_system, value_set, value_sets
 
 _REGION_WORDS = (
     ("cervical", re.compile(r"(?i)\b(cervical|neck|c[1-7](-c?[1-7])?)\b")),
@@ -344,9 +344,11 @@ def is_spine_referral(resource: Mapping[str, Any]) -> bool:
         or bool(_REFERRAL_SPINE_WORDS.search(codeable_text(performer)))
 
 
-_CONDITION_VALUE_SETS = ("VS-02", "VS-04", "VS-06", "VS-07", "VS-08", "VS-09", "VS-10", "VS-11", "VS-12", "VS-13",
-                         "VS-14", "VS-15", "VS-16", "VS-18", "VS-19", "VS-21")
-_OBSERVATION_VALUE_SETS = ("VS-LAB-A1C", "VS-12", "VS-13", "VS-PAIN")
+@cache
+def read_from(resource_type: str) -> tuple[str, ...]:
+    """The value sets whose codes are read from this resource type, as each declares (valuesets.READ_FROM): a value set
+    added with `Condition` is grouped with the conditions without a change here."""
+    return tuple(vs_id for vs_id, vs in value_sets().items() if resource_type in vs.read_from)
 
 
 def _by_value_set(entries: Iterable[Any], vs_ids: tuple[str, ...], when: str) -> dict[str, tuple]:
@@ -369,13 +371,13 @@ def _by_value_set(entries: Iterable[Any], vs_ids: tuple[str, ...], when: str) ->
 
 
 def _conditions_by_value_set(record: PatientRecord) -> dict[str, tuple[tuple[ConditionEntry, Evidence, Member], ...]]:
-    return _by_value_set(record.conditions, _CONDITION_VALUE_SETS, "onset")
+    return _by_value_set(record.conditions, read_from("Condition"), "onset")
 
 
 def _observations_by_value_set(
         record: PatientRecord) -> dict[str, tuple[tuple[ObservationEntry, Evidence, Member], ...]]:
     dated = [entry for entry in record.observations if entry.effective is not None]
-    return _by_value_set(dated, _OBSERVATION_VALUE_SETS, "effective")
+    return _by_value_set(dated, read_from("Observation"), "effective")
 
 
 def _surgeries(record: PatientRecord, conditions: Mapping[str, tuple]) -> tuple[Surgery, ...]:

@@ -19,6 +19,9 @@ import orjson
 
 ATTRIBUTE = "urn:spine-cds:fhir:attribute:"
 PROVENANCE = "urn:spine-cds:fhir:provenance"
+READ_FROM = "urn:spine-cds:fhir:read-from"
+"""The resource types a value set's codes are read from (Condition, Observation, ...): declared in the value set, so a
+new one is read where it says, and one that declares nothing is refused at load (it would be silently ignored)."""
 
 # Canonical short names for the code systems the specification uses; FHIR URIs and OIDs both map here.
 SYSTEMS: Mapping[str, str] = MappingProxyType({
@@ -111,6 +114,7 @@ class ValueSet:
     provenance: str
     members: tuple[Member, ...]
     excluded: tuple[tuple[str, str], ...] = ()
+    read_from: tuple[str, ...] = ()
 
     def lookup(self, system: Any, code: Any) -> Member | None:
         """The member a coding matches, most specific first (exact, then the longest prefix)."""
@@ -167,9 +171,12 @@ def compile_value_set(resource: Mapping[str, Any]) -> ValueSet:
     )
     provenance = next((e.get("valueString", "") for e in resource.get("extension", [])
                        if e.get("url") == PROVENANCE), "")
+    read_from = tuple(e["valueCode"] for e in resource.get("extension", []) if e.get("url") == READ_FROM)
+    if not read_from:
+        raise ValueError(f"{vs_id}: declares no resource type its codes are read from ({READ_FROM})")
     return ValueSet(
         id=vs_id, title=resource.get("title", vs_id), description=resource.get("description", ""),
-        provenance=provenance, members=tuple(members), excluded=excluded,
+        provenance=provenance, members=tuple(members), excluded=excluded, read_from=read_from,
     )
 
 

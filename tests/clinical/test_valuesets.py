@@ -132,3 +132,17 @@ def test_unverified_codes_are_listed(capsys):
     assert "cpt|63042" not in unverified["VS-01"] and "cpt|63040" in unverified["VS-01"]
     assert "cpt|72146" in unverified["VS-IMG"] and "cpt|72157" not in unverified["VS-IMG"]
     assert sum(len(codes) for codes in unverified.values()) >= 90
+
+
+def test_every_value_set_says_what_its_codes_are_read_from_and_the_facts_read_them_there():
+    """A value set added for conditions is read with the conditions because it says so; one that says nothing is
+    refused at load instead of being silently ignored."""
+    from cds_service.clinical.facts import read_from  # noqa: PLC0415
+    from cds_service.terminology.valuesets import compile_value_set, value_sets  # noqa: PLC0415
+
+    assert all(vs.read_from for vs in value_sets().values())
+    assert set(read_from("Condition")) == {"VS-02", "VS-04", "VS-06", "VS-07", "VS-08", "VS-09", "VS-10", "VS-11",
+                                           "VS-12", "VS-13", "VS-14", "VS-15", "VS-16", "VS-18", "VS-19", "VS-21"}
+    assert set(read_from("Observation")) == {"VS-LAB-A1C", "VS-12", "VS-13", "VS-PAIN"}
+    with pytest.raises(ValueError, match="declares no resource type"):
+        compile_value_set({"id": "VS-NEW", "compose": {"include": []}})
