@@ -380,3 +380,15 @@ def test_production_412_says_the_same_whatever_is_listening(make_app, mock, tmp_
     assert record.request_id == response.headers["X-Request-ID"]
     assert set(record.causes) == {"conditions"} and record.causes["conditions"] != "fhirServer could not be read"
     assert TOKEN not in str(record.__dict__)
+
+
+@pytest.mark.parametrize(("answer", "label"), [
+    ({"status": 500}, "http-error"), ({"status": 401}, "token-refused"), ({"body": b"{not json"}, "malformed"),
+    ({"body": requests.ConnectionError("refused")}, "connection"),
+])
+def test_backfill_failures_are_counted_by_their_own_category(app, mock, answer, label):
+    """The metric label is the failure's category, never read out of its sentence."""
+    mock.add(responses.GET, re.compile(re.escape(BASE) + r"/Condition.*"), **answer)
+    assert post(app, request_body(drop=["conditions"])).status_code == 412
+    metrics = app.test_client().get("/metrics").get_data(as_text=True)
+    assert f'cds_backfill_failures_total{{reason="{label}"}}' in metrics

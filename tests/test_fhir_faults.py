@@ -11,7 +11,7 @@ import orjson
 import requests
 import responses
 
-from cds_service.fhir.client import FetchPolicy, FhirClient
+from cds_service.fhir.client import FAILURE_CATEGORIES, Failure, FetchPolicy, FhirClient
 from tests.faults import SlowHttpServer
 
 BUNDLE = orjson.dumps({"resourceType": "Bundle", "type": "searchset", "entry": []})
@@ -165,7 +165,8 @@ HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
 
 def test_every_transport_failure_is_a_typed_fetch_failure():
     """A body cut short, a stall past the read timeout in the middle of a body, a redirect, a wrong content type,
-    a chunked body that breaks off: each is an error string (412 or a gap upstream), never an exception."""
+    a chunked body that breaks off: each is a typed failure with a fixed metric category (412 or a gap upstream),
+    never an exception."""
     cases = {
         "truncated": _Scripted(HEAD + b"Content-Length: 1000\r\n\r\n" + BUNDLE[:10]),
         "stalled mid-body": _Scripted(HEAD + b"Content-Length: 1000\r\n\r\n" + BUNDLE[:10], stall=1.5),
@@ -176,4 +177,5 @@ def test_every_transport_failure_is_a_typed_fetch_failure():
     for name, server in cases.items():
         with server:
             result = FhirClient().fetch_all(server.url, None, {"c": "Condition"}, policy(2.0))["c"]
-        assert result.resource is None and isinstance(result.error, str), name
+        assert result.resource is None and isinstance(result.error, Failure), name
+        assert result.error.category in FAILURE_CATEGORIES, (name, result.error.category)

@@ -43,8 +43,24 @@ from cds_service.cpu_slot import CpuSlot
 log = logging.getLogger("cds_service.fhir")
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
-FORBIDDEN_ADDRESS = ("fhirServer resolves to a private, loopback or link-local address, which production does not "
-                     "read from unless CDS_FHIR_ALLOWED_NETWORKS lists it")
+class Failure(str):
+    """Why data could not be had: the sentence (told to the client, logged) with a fixed `category` for the metrics
+    (`cds_backfill_failures_total{reason}`), so a label is never read out of a sentence."""
+
+    category: str
+
+    def __new__(cls, text: str, category: str) -> Failure:
+        failure = super().__new__(cls, text)
+        failure.category = category
+        return failure
+
+
+FAILURE_CATEGORIES = frozenset({"timeout", "connection", "forbidden-address", "token-refused", "http-error",
+                                "malformed", "too-large", "unreadable", "foreign-next-link", "too-many-pages",
+                                "policy", "no-fhir-server"})
+TIMED_OUT = Failure("timed out", "timeout")
+FORBIDDEN_ADDRESS = Failure("fhirServer resolves to a private, loopback or link-local address, which production does "
+                            "not read from unless CDS_FHIR_ALLOWED_NETWORKS lists it", "forbidden-address")
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
@@ -53,7 +69,7 @@ class FetchResult:
     """The resource (a Bundle with every page's entries merged), or why it could not be had."""
 
     resource: dict[str, Any] | None = None
-    error: str | None = None
+    error: Failure | None = None
     pages: int = 0
 
 
@@ -84,15 +100,16 @@ class FetchPolicy:
             return True
         return any(ip in network for network in self.allowed_networks)
 
-    def refusal(self, base_url: str, token: str | None) -> str | None:
+    def refusal(self, base_url: str, token: str | None) -> Failure | None:
         """Why the service must not call this FHIR server (None when it may)."""
         parts = urlsplit(base_url)
         if parts.scheme == "https" or (parts.scheme == "http" and not self.production and parts.hostname in _LOOPBACK):
             pass
         else:
-            return "fhirServer must be https" + ("" if self.production else " (plain http only to loopback)")
+            return Failure("fhirServer must be https" + ("" if self.production else " (plain http only to loopback)"),
+                           "policy")
         if token is None and self.production:
-            return "no fhirAuthorization to call fhirServer with"
+            return Failure("no fhirAuthorization to call fhirServer with", "policy")
         return None
 
 
@@ -165,7 +182,7 @@ class FhirClient:
             read.cancel()  # every socket still in use is shut down: no thread reads on past the deadline
         for future in pending:
             future.cancel()
-            results[futures[future]] = FetchResult(error="timed out")
+            results[futures[future]] = FetchResult(error=TIMED_OUT)
         return results
 
 
@@ -271,7 +288,8 @@ class _Read:
             return self._fetch(url)
         except Exception as exc:  # whatever a server's bytes provoke is a failed read, never the call's 500
             log.warning("fhir read failed", extra={"error_type": type(exc).__name__})
-            return FetchResult(error=f"the FHIR server's answer could not be read ({type(exc).__name__})")
+            return FetchResult(error=Failure(f"the FHIR server's answer could not be read ({type(exc).__name__})",
+                                              "unreadable"))
         finally:
             with self._lock:  # done with them: a kept-alive socket may serve another call next
                 self._sockets.difference_update(_current.sockets)
@@ -284,9 +302,11 @@ class _Read:
         pages = 0
         while target:
             if not same_origin(target, self.base_url):
-                return FetchResult(error="next page is on another server (not followed)", pages=pages)
+                return FetchResult(error=Failure("next page is on another server (not followed)", "foreign-next-link"),
+                                   pages=pages)
             if pages >= self.policy.max_pages:
-                return FetchResult(error=f"more than {self.policy.max_pages} pages", pages=pages)
+                return FetchResult(error=Failure(f"more than {self.policy.max_pages} pages", "too-many-pages"),
+                                   pages=pages)
             page, error = self._send(target)
             if page is None:
                 return FetchResult(error=error, pages=pages)
@@ -300,13 +320,13 @@ class _Read:
         merged["entry"] = entries
         return FetchResult(resource=merged, pages=pages)
 
-    def _send(self, url: str) -> tuple[dict[str, Any] | None, str | None]:
+    def _send(self, url: str) -> tuple[dict[str, Any] | None, Failure | None]:
         """GET with timeouts capped by the deadline; one retry on a connection error (a connect timeout included)
         or 502/503/504."""
         for attempt in (1, 2):
             remaining = self.deadline - time.monotonic()
             if remaining <= 0 or self.cancelled:
-                return None, "timed out"
+                return None, TIMED_OUT
             timeout = (min(self.policy.connect_timeout, remaining), min(self.policy.read_timeout, remaining))
             started = time.monotonic()
             try:
@@ -322,42 +342,44 @@ class _Read:
                 if retry and attempt == 1 and not self.cancelled:
                     continue
                 timed_out = isinstance(exc, requests.Timeout) or self.cancelled
-                return None, "timed out" if timed_out else "could not connect"
+                return None, TIMED_OUT if timed_out else Failure("could not connect", "connection")
             with response:
                 log.info("fhir read", extra={"status": response.status_code,
                                              "duration_ms": round((time.monotonic() - started) * 1000, 1)})
                 if response.status_code in _RETRY_STATUSES and attempt == 1:
                     continue
                 return self._interpret(response)
-        return None, "the FHIR server kept failing"
+        return None, Failure("the FHIR server kept failing", "http-error")
 
-    def _interpret(self, response: requests.Response) -> tuple[dict[str, Any] | None, str | None]:
+    def _interpret(self, response: requests.Response) -> tuple[dict[str, Any] | None, Failure | None]:
         """The FHIR resource of a 200 answer, or why there is none."""
         if response.status_code in (401, 403):
-            return None, f"the FHIR server refused the token (HTTP {response.status_code})"
+            return None, Failure(f"the FHIR server refused the token (HTTP {response.status_code})", "token-refused")
         if response.status_code != 200:
-            return None, f"the FHIR server answered HTTP {response.status_code}"
+            return None, Failure(f"the FHIR server answered HTTP {response.status_code}", "http-error")
         content, error = self._content(response)
         if content is None:
             return None, error
         try:
             body = orjson.loads(content)
         except orjson.JSONDecodeError:
-            return None, "the FHIR server sent malformed JSON"
+            return None, Failure("the FHIR server sent malformed JSON", "malformed")
         if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-            return None, "the FHIR server sent something that is not a FHIR resource"
+            return None, Failure("the FHIR server sent something that is not a FHIR resource", "malformed")
         return body, None
 
-    def _content(self, response: requests.Response) -> tuple[bytes | None, str | None]:
+    def _content(self, response: requests.Response) -> tuple[bytes | None, Failure | None]:
         try:
             content = self._body(response)
         except ResponseTooLarge:
-            return None, f"the FHIR server's answer is larger than {self.policy.max_response_bytes} bytes"
+            return None, Failure(f"the FHIR server's answer is larger than {self.policy.max_response_bytes} bytes",
+                                 "too-large")
         except (requests.RequestException, urllib3_errors.HTTPError, OSError, zlib.error) as exc:
             if self.cancelled or time.monotonic() >= self.deadline:
-                return None, "timed out"
-            return None, f"the FHIR server's answer could not be read ({type(exc).__name__})"
-        return (content, None) if content is not None else (None, "timed out")
+                return None, TIMED_OUT
+            return None, Failure(f"the FHIR server's answer could not be read ({type(exc).__name__})",
+                                 "unreadable")
+        return (content, None) if content is not None else (None, TIMED_OUT)
 
     def _body(self, response: requests.Response) -> bytes | None:
         """The decoded body, read in chunks under the byte cap and the deadline (None once the deadline passed)."""

@@ -14,11 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cds_service.fhir.client import FetchPolicy, FhirClient, next_link
+from cds_service.fhir.client import Failure, FetchPolicy, FhirClient, next_link
 from cds_service.fhir.record import items_of
 from cds_service.fhir.search import render_template
 from cds_service.hooks.request import HookRequest
 from cds_service.metrics import BACKFILL_DURATION, count_prefetch_keys, fetch_failure
+
+NO_FHIR_SERVER = Failure("no fhirServer to fetch from", "no-fhir-server")
 
 
 # Built for every request: not frozen, __init__ written out (why: above ConditionEntry in fhir/record.py).
@@ -92,7 +94,7 @@ def resolve_prefetch(request: HookRequest, templates: Mapping[str, str], client:
         return Resolution(data, unavailable)
 
     token = request.fhir_authorization.access_token if request.fhir_authorization else None
-    refusal = "no fhirServer to fetch from" if not request.fhir_server or client is None else \
+    refusal = NO_FHIR_SERVER if not request.fhir_server or client is None else \
         policy.refusal(request.fhir_server, token)
     if refusal:
         fetch_failure(refusal)
