@@ -47,14 +47,16 @@ class UnsupportedMediaType(CdsError):
 
 
 class AuthenticationFailed(CdsError):
-    """The client JWT is missing or invalid (401). The reason is for the log; the client learns nothing more."""
+    """The client JWT is missing or invalid (401). The reason is for the log, the category (a small fixed set) for the
+    metrics; the client learns nothing more."""
 
     status = 401
     issue_code = "login"
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, category: str = "claims") -> None:
         super().__init__("Authentication failed.")
         self.reason = reason
+        self.category = category
 
 
 class NotEnabled(CdsError):
@@ -67,6 +69,7 @@ class NotEnabled(CdsError):
     def __init__(self, diagnostics: str, reason: str) -> None:
         super().__init__(diagnostics)
         self.reason = reason
+        self.category = "tenant"
 
 
 class PreconditionFailed(CdsError):

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 import uuid
 
@@ -353,3 +354,25 @@ def test_analytics_needs_a_token_for_its_own_url_in_production(production):
     token = ISSUER.token(LOCAL_ROOT + "/analytics/feedback")
     assert client.get("/analytics/feedback", headers=bearer(token)).status_code == 200
     assert client.get("/metrics").status_code == 200  # metrics: no patient data, scraped without a token
+
+
+@pytest.mark.parametrize(("case", "label"), [
+    ("expired", "expired"), ("wrong aud", "audience"), ("jti over 255 characters", "claims"),
+    ("unknown iss", "issuer"), ("unknown kid", "key"), ("alg none", "algorithm"), ("garbage", "malformed"),
+    ("no header", "missing"), ("lifetime over an hour", "lifetime"),
+])
+def test_each_refusal_is_counted_under_its_own_category(production, case, label):
+    """cds_auth_failures_total's label is the category the refusal carries, never read out of its sentence."""
+    def count():
+        text = production.test_client().get("/metrics").get_data(as_text=True)
+        match = re.search(rf'^cds_auth_failures_total{{reason="{label}"}} (\S+)$', text, flags=re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
+    before = count()
+    assert_refused(production, post(production, NEGATIVE[case]()))
+    assert count() == before + 1
+
+
+def test_a_tenant_not_enabled_is_counted_as_tenant(production):
+    post(production, TENANT_ISSUER.token(LOCAL_ROOT + PV, tenant="hospital-b"))
+    assert 'cds_auth_failures_total{reason="tenant"}' in production.test_client().get("/metrics").get_data(as_text=True)

@@ -36,25 +36,25 @@ def install_authentication(app: Flask, verifier: TokenVerifier, *, required: boo
         header = current.headers.get("Authorization", "")
         if not header:
             if required:
-                _refuse("no Authorization header")
+                _refuse("no Authorization header", "missing")
             log.warning("request without a client JWT accepted (local profile)",
                         extra={"request_id": g.get("request_id"), "route": current.path})
             return
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            _refuse("Authorization is not a Bearer token")
+            _refuse("Authorization is not a Bearer token", "missing")
         try:
             client = verifier.verify(token.strip(), endpoint_audience())
         except AuthenticationFailed as failure:
-            _refuse(failure.reason)
+            _refuse(failure.reason, failure.category)
         except NotEnabled as refusal:  # authenticated, not enabled here: 403 with what is wrong
-            auth_failure(refusal.reason)
+            auth_failure(refusal.category)
             log.warning("client not enabled", extra={"request_id": g.get("request_id"), "reason": refusal.reason})
             raise
         g.client_iss = client.iss
 
 
-def _refuse(reason: str) -> None:
-    auth_failure(reason)
+def _refuse(reason: str, category: str) -> None:
+    auth_failure(category)
     log.warning("client authentication failed", extra={"request_id": g.get("request_id"), "reason": reason})
-    raise AuthenticationFailed(reason)
+    raise AuthenticationFailed(reason, category)

@@ -50,27 +50,27 @@ class TokenVerifier:
             # One unverified parse gives both the header and the issuer claim (two parses cost 25-40 us each).
             parts = jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
-            raise AuthenticationFailed("malformed token") from None
+            raise AuthenticationFailed("malformed token", "malformed") from None
         header, unverified = parts["header"], parts["payload"]
         alg, kid, jku = header.get("alg"), header.get("kid"), header.get("jku")
         if alg not in self.algorithms:
-            raise AuthenticationFailed(f"algorithm {alg!r} is not allowed")
+            raise AuthenticationFailed(f"algorithm {alg!r} is not allowed", "algorithm")
         if header.get("typ") not in (None, "JWT"):
-            raise AuthenticationFailed("typ is not JWT")
+            raise AuthenticationFailed("typ is not JWT", "algorithm")
         issuer = self.issuers.get(unverified.get("iss")) if isinstance(unverified.get("iss"), str) else None
         if issuer is None:
-            raise AuthenticationFailed("issuer is not trusted")
+            raise AuthenticationFailed("issuer is not trusted", "issuer")
         if not isinstance(kid, str) or (jku is not None and not isinstance(jku, str)):
-            raise AuthenticationFailed("kid missing")
+            raise AuthenticationFailed("kid missing", "key")
         key = self.keys.key(issuer, kid, jku)
         if key is None:
             raise AuthenticationFailed("no trusted key for kid" + (" (jku not allow-listed)" if jku and
-                                                                      jku not in issuer.jku else ""))
+                                                                      jku not in issuer.jku else ""), "key")
         if key.algorithm_name not in (alg, None) and getattr(key, "_jwk_data", {}).get("alg") not in (None, alg):
-            raise AuthenticationFailed("key is for another algorithm")
+            raise AuthenticationFailed("key is for another algorithm", "key")
         claims = self._decode(token, key, alg, audience, issuer.iss)
         if claims["exp"] - claims["iat"] > self.max_lifetime:
-            raise AuthenticationFailed("token lifetime exceeds the maximum")
+            raise AuthenticationFailed("token lifetime exceeds the maximum", "lifetime")
         tenant = claims.get("tenant")
         if issuer.tenants is not None and tenant not in issuer.tenants:
             # Authenticated, not enabled: 403 says what is wrong (the tenant named is the client's own claim; the
@@ -81,12 +81,12 @@ class TokenVerifier:
                              "service; ask its operator to add it (CDS_TRUSTED_ISSUERS, the issuer's 'tenant' list).",
                              "tenant is not enabled")
         if not isinstance(claims["jti"], str) or not claims["jti"]:
-            raise AuthenticationFailed("jti missing")
+            raise AuthenticationFailed("jti missing", "claims")
         if len(claims["jti"]) > JTI_MAX_LENGTH:  # the replay store's column; the database must not be the one to say
-            raise AuthenticationFailed(f"jti longer than {JTI_MAX_LENGTH} characters")
+            raise AuthenticationFailed(f"jti longer than {JTI_MAX_LENGTH} characters", "claims")
         expires = datetime.fromtimestamp(claims["exp"], UTC)
         if not self.replay.first_use(issuer.iss, claims["jti"], expires):
-            raise AuthenticationFailed("jti was already used (replay)")
+            raise AuthenticationFailed("jti was already used (replay)", "replay")
         return VerifiedClient(issuer.iss, claims["jti"], tenant if isinstance(tenant, str) else None)
 
     def _decode(self, token: str, key: Any, alg: str, audience: str, iss: str) -> dict[str, Any]:
@@ -94,12 +94,12 @@ class TokenVerifier:
             return jwt.decode(token, key=key.key, algorithms=[alg], audience=audience, issuer=iss,
                               leeway=self.leeway, options={"require": ["iss", "aud", "exp", "iat", "jti"]})
         except jwt.ExpiredSignatureError:
-            raise AuthenticationFailed("token expired") from None
+            raise AuthenticationFailed("token expired", "expired") from None
         except jwt.InvalidAudienceError:
-            raise AuthenticationFailed("aud is not this endpoint") from None
+            raise AuthenticationFailed("aud is not this endpoint", "audience") from None
         except jwt.ImmatureSignatureError:
-            raise AuthenticationFailed("iat or nbf is in the future") from None
+            raise AuthenticationFailed("iat or nbf is in the future", "claims") from None
         except jwt.MissingRequiredClaimError as exc:
-            raise AuthenticationFailed(f"claim missing: {exc.claim}") from None
+            raise AuthenticationFailed(f"claim missing: {exc.claim}", "claims") from None
         except jwt.PyJWTError as exc:
-            raise AuthenticationFailed(f"invalid token ({type(exc).__name__})") from None
+            raise AuthenticationFailed(f"invalid token ({type(exc).__name__})", "claims") from None
