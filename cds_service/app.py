@@ -15,7 +15,6 @@ from typing import Any
 
 from flask import Flask
 from flask_cors import CORS
-from sqlalchemy import Engine
 
 from cds_service.clinical.engine import prepare as prepare_clinical_core
 from cds_service.clinical.knowledge import Thresholds, load_thresholds
@@ -97,7 +96,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["cds.knowledge_version"] = knowledge_version(app.extensions["cds.thresholds"])
     _install_cors(app, settings)
     install_request_logging(app)
-    app.extensions["cds.verifier"] = _verifier(settings, database)
+    app.extensions["cds.verifier"] = token_verifier(settings, ReplayStore(database))
     install_authentication(app, app.extensions["cds.verifier"], required=settings.is_production)
     install_security_headers(app)
     register_error_handlers(app)
@@ -108,15 +107,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def _verifier(settings: Settings, database: Engine) -> TokenVerifier:
-    """The client-JWT verifier: trusted issuers checked at start-up, replay store in the service's database."""
+def token_verifier(settings: Settings, replay: ReplayStore) -> TokenVerifier:
+    """The client-JWT verifier: trusted issuers checked at start-up; `replay` the store of used token ids (the
+    service's database; `cds-service check-token` passes one that spends nothing)."""
     try:
         issuers = load_trusted_issuers(settings.trusted_issuers, local=not settings.is_production)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"CDS_TRUSTED_ISSUERS: {exc}") from exc
     if settings.is_production and not issuers:
         log.warning("production profile without CDS_TRUSTED_ISSUERS: every CDS request will be refused (401)")
-    return TokenVerifier(issuers, KeyStore(settings.jwks_min_refresh_seconds), ReplayStore(database),
+    return TokenVerifier(issuers, KeyStore(settings.jwks_min_refresh_seconds), replay,
                          algorithms=settings.jwt_algorithms, leeway_seconds=settings.jwt_leeway_seconds,
                          max_lifetime_seconds=settings.jwt_max_lifetime_seconds)
 

@@ -131,6 +131,40 @@ def feedback_report_command(since: str | None, until: str | None, as_json: bool,
 main.add_command(feedback_report_command, name="report")
 
 
+@main.command("check-token")
+@click.argument("token")
+@click.option("--url", "audience", required=True,
+              help="The URL the client calls with it (its aud), e.g. https://cds.example.org/cds-services/fbss-miss-advisor.")
+def check_token(token: str, audience: str) -> None:
+    """Say which check a client JWT passes or fails, as the service would verify it (trusted issuers, keys, algorithm,
+    audience, lifetime, tenant), so an integrator can debug a token. Its jti is not spent; no key and no claim but the
+    issuer and tenant is printed. Exit status 0 when it would be accepted, 1 otherwise."""
+    from datetime import datetime  # noqa: PLC0415
+
+    from cds_service.app import token_verifier  # noqa: PLC0415
+    from cds_service.errors import AuthenticationFailed, NotEnabled  # noqa: PLC0415
+
+    class _SpendNothing:
+        def first_use(self, iss: str, jti: str, expires_at: datetime) -> bool:
+            return True
+
+    try:
+        settings = load_settings()
+        verifier = token_verifier(settings, _SpendNothing())  # type: ignore[arg-type]
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        client = verifier.verify(token.strip(), audience)
+    except AuthenticationFailed as failure:
+        click.echo(f"refused (401): {failure.reason} [{failure.category}]")
+        sys.exit(1)
+    except NotEnabled as refusal:
+        click.echo(f"refused (403): {refusal.diagnostics}")
+        sys.exit(1)
+    click.echo(f"accepted: issuer {client.iss}" + (f", tenant {client.tenant}" if client.tenant else "")
+               + " (the replay check was not made: the token's jti is not spent)")
+
+
 @main.command("fixtures-server")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=int, default=8081, show_default=True, help="Port to listen on.")

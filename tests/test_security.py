@@ -376,3 +376,24 @@ def test_each_refusal_is_counted_under_its_own_category(production, case, label)
 def test_a_tenant_not_enabled_is_counted_as_tenant(production):
     post(production, TENANT_ISSUER.token(LOCAL_ROOT + PV, tenant="hospital-b"))
     assert 'cds_auth_failures_total{reason="tenant"}' in production.test_client().get("/metrics").get_data(as_text=True)
+
+
+def test_check_token_says_which_check_a_token_fails_without_spending_it(tmp_path, monkeypatch):
+    """`cds-service check-token`: for an integrator debugging a client JWT. Never prints a key; never spends a jti."""
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from cds_service.cli import main  # noqa: PLC0415
+
+    path = trusted_issuers_file(tmp_path / "issuers.json", ISSUER.config(), TENANT_ISSUER.config(tenant=["hospital-a"]))
+    monkeypatch.setenv("CDS_TRUSTED_ISSUERS", path)
+    monkeypatch.setenv("CDS_INSTANCE_PATH", str(tmp_path / "instance"))
+    url = "https://cds.example.org" + PV
+    token = ISSUER.token(url)
+    for _ in range(2):  # the jti is not spent: the same token passes twice
+        result = CliRunner().invoke(main, ["check-token", token, "--url", url])
+        assert result.exit_code == 0 and result.output.startswith(f"accepted: issuer {ISSUER.iss}"), result.output
+    wrong = CliRunner().invoke(main, ["check-token", token, "--url", "https://cds.example.org/elsewhere"])
+    assert wrong.exit_code == 1 and "refused (401): aud is not this endpoint [audience]" in wrong.output
+    tenant = CliRunner().invoke(main, ["check-token", TENANT_ISSUER.token(url, tenant="hospital-b"), "--url", url])
+    assert tenant.exit_code == 1 and "refused (403)" in tenant.output and "'hospital-b'" in tenant.output
+    assert "BEGIN" not in wrong.output + tenant.output and '"d"' not in wrong.output + tenant.output
