@@ -147,8 +147,9 @@ def ledger_rows(cards: list[dict], service_id: str, hook_request: HookRequest, n
 
 
 def content_digest(card: Mapping[str, Any]) -> str:
-    """What the clinician read on a card, as a digest: type, indicator, summary, detail and the suggestions' labels.
-    Two cards with the same digest, for the same user and patient, are the same card shown again."""
-    content = [card["source"]["topic"]["code"], card["indicator"], card["summary"], card.get("detail", ""),
+    """What the clinician read on a card, as a digest: type, summary, detail and the suggestions' labels. Two cards
+    with the same digest, for the same user and patient, are the same card shown again. The indicator is left out:
+    the warning cap (cards/stack.yaml) may show the same card as info when more cards come with it at signing."""
+    content = [card["source"]["topic"]["code"], card["summary"], card.get("detail", ""),
                [s["label"] for s in card.get("suggestions", ())]]
     return hashlib.sha256(orjson.dumps(content)).hexdigest()
