@@ -102,3 +102,19 @@ class SchemaCheckingClient(FlaskClient):
                 assert [path for path in empty_values(body) if path != "$.cards"] == []
                 assert response.mimetype == "application/json"
         return response
+
+
+def call_fixture(app: Any, fixture: Any, at: Any = None) -> tuple[dict[str, Any], Any, list[dict[str, Any]]]:
+    """A fixture's hook request, built as a fully prefetching client would (the service's own prefetch templates),
+    sent with the clock pinned at `at` (the fixture's anchor by default): the request body, the response and its cards
+    (200 asserted)."""
+    from cds_service.services import declared_services  # noqa: PLC0415
+
+    at = at or fixture.anchor
+    app.extensions["cds.clock"] = lambda: at
+    hook = fixture.expected["hook"]
+    service = next(s for s in declared_services() if s.hook == hook)
+    body = fixture.hook_request(service.prefetch, at, hook=hook)
+    response = app.test_client().post(f"/cds-services/{SERVICE_IDS[hook]}", json=body)
+    assert response.status_code == 200, (fixture.name, response.get_data(as_text=True))
+    return body, response, orjson.loads(response.get_data())["cards"]

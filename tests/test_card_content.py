@@ -6,16 +6,14 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-import orjson
 import pytest
 import yaml
 
 from cds_service.fixtures import load_fixtures
 from cds_service.render.cards import CardRenderer
 from cds_service.render.catalogue import INTERNAL_TAG, _citations, internal_tags, load_catalogue
-from cds_service.services import declared_services
 from tests.clinical.builders import condition, lumbar_fbss, medication_request, procedure, run
-from tests.support import SERVICE_IDS
+from tests.support import call_fixture
 
 LINKS = yaml.safe_load(resources.files("cds_service.card_templates").joinpath("links.yaml").read_bytes())
 REGION_WORDS = {"lumbar": re.compile(r"\blumbar|low back", re.I), "cervical": re.compile(r"\bcervical|\bneck\b", re.I),
@@ -34,20 +32,12 @@ def text(card) -> str:
                      *(a.get("description", "") for s in card.get("suggestions", ()) for a in s["actions"])])
 
 
-def _call(app, fixture):
-    app.extensions["cds.clock"] = lambda: fixture.anchor
-    hook = fixture.expected["hook"]
-    service = next(s for s in declared_services() if s.hook == hook)
-    body = fixture.hook_request(service.prefetch, fixture.anchor, hook=hook)
-    return orjson.loads(app.test_client().post(f"/cds-services/{SERVICE_IDS[hook]}", json=body).get_data())["cards"]
-
-
 # -- every card of every fixture -----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def every_card(make_app_module):
-    return [(fixture, card) for fixture in load_fixtures() for card in _call(make_app_module, fixture)]
+    return [(fixture, card) for fixture in load_fixtures() for card in call_fixture(make_app_module, fixture)[2]]
 
 
 @pytest.fixture(scope="module")
@@ -255,12 +245,7 @@ def test_every_suggestion_has_a_uuid_and_deletes_only_the_calls_own_draft_orders
     app = make_app_module
     seen: set[str] = set()
     for fixture in load_fixtures():
-        app.extensions["cds.clock"] = lambda fixture=fixture: fixture.anchor
-        hook = fixture.expected["hook"]
-        service = next(s for s in declared_services() if s.hook == hook)
-        body = fixture.hook_request(service.prefetch, fixture.anchor, hook=hook)
-        cards = orjson.loads(app.test_client().post(f"/cds-services/{SERVICE_IDS[hook]}", json=body).get_data())[
-            "cards"]
+        body, _, cards = call_fixture(app, fixture)
         drafts = {f"{e['resource']['resourceType']}/{e['resource']['id']}"
                   for e in (body["context"].get("draftOrders") or {}).get("entry", ())
                   if e["resource"].get("status") == "draft"}

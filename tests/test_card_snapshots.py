@@ -16,8 +16,7 @@ from pathlib import Path
 import orjson
 
 from cds_service.fixtures import load_fixtures
-from cds_service.services import declared_services
-from tests.support import SERVICE_IDS
+from tests.support import call_fixture
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "cards.json"
 
@@ -39,13 +38,8 @@ def _readable(card: dict) -> dict:
 def _every_fixtures_cards(app) -> dict:
     cards = {}
     for fixture in load_fixtures():
-        app.extensions["cds.clock"] = lambda fixture=fixture: fixture.anchor
-        hook = fixture.expected["hook"]
-        service = next(s for s in declared_services() if s.hook == hook)
-        body = fixture.hook_request(service.prefetch, fixture.anchor, hook=hook)
-        response = app.test_client().post(f"/cds-services/{SERVICE_IDS[hook]}", json=body)
-        assert response.status_code == 200, fixture.name
-        cards[f"{fixture.name} ({hook})"] = [_readable(card) for card in orjson.loads(response.get_data())["cards"]]
+        _, _, answered = call_fixture(app, fixture)
+        cards[f"{fixture.name} ({fixture.expected['hook']})"] = [_readable(card) for card in answered]
     return cards
 
 

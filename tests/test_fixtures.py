@@ -12,8 +12,8 @@ from fhir.resources.R4B.bundle import Bundle
 
 from cds_service.fixtures import load_fixtures, suggested_codes
 from cds_service.hooks.draft_orders import parse_draft_orders
-from cds_service.services import declared_services, patient_view
-from tests.support import SERVICE_IDS
+from cds_service.services import patient_view
+from tests.support import call_fixture
 
 FIXTURES = load_fixtures()
 TOLERATED = {"reasonCode sent as an object, not an array"}
@@ -75,13 +75,8 @@ def test_every_coded_element_carries_its_display_and_coded_resources_their_text(
 
 
 def _call(app, fixture, at):
-    app.extensions["cds.clock"] = lambda: at
-    hook = fixture.expected["hook"]
-    service = next(s for s in declared_services() if s.hook == hook)
-    body = fixture.hook_request(service.prefetch, at, hook=hook)
-    response = app.test_client().post(f"/cds-services/{SERVICE_IDS[hook]}", json=body)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response, orjson.loads(response.get_data())["cards"]
+    _, response, cards = call_fixture(app, fixture, at)  # the client also validates the strict response schema
+    return response, cards
 
 
 @pytest.mark.parametrize("when", ["anchor", "later"])

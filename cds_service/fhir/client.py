@@ -58,6 +58,10 @@ class Failure(str):
 FAILURE_CATEGORIES = frozenset({"timeout", "connection", "forbidden-address", "token-refused", "http-error",
                                 "malformed", "too-large", "unreadable", "foreign-next-link", "too-many-pages",
                                 "policy", "no-fhir-server"})
+READ_OUTCOMES = frozenset({"timeout", "connection", "token-refused", "http-error", "malformed", "too-large",
+                           "unreadable", "foreign-next-link", "too-many-pages"})
+"""The failures that say what a read from fhirServer met, and so whether something listens at that address and port:
+production tells the client none of them (services/patient_data.py). Policy refusals are made before any packet."""
 TIMED_OUT = Failure("timed out", "timeout")
 FORBIDDEN_ADDRESS = Failure("fhirServer resolves to a private, loopback or link-local address, which production does "
                             "not read from unless CDS_FHIR_ALLOWED_NETWORKS lists it", "forbidden-address")

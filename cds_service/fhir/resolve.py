@@ -30,13 +30,10 @@ class Resolution:
 
     data: Mapping[str, Any]
     unavailable: Mapping[str, str] = field(default_factory=dict)
-    fetched: tuple[str, ...] = ()
 
-    def __init__(self, data: Mapping[str, Any], unavailable: Mapping[str, str] | None = None,
-                 fetched: tuple[str, ...] = ()) -> None:
+    def __init__(self, data: Mapping[str, Any], unavailable: Mapping[str, str] | None = None) -> None:
         self.data = data
         self.unavailable = unavailable if unavailable is not None else {}
-        self.fetched = fetched
 
 
 def client_failed(value: Any) -> bool:
@@ -118,4 +115,4 @@ def resolve_prefetch(request: HookRequest, templates: Mapping[str, str], client:
             data[key] = result.resource
     count_prefetch_keys("backfilled", sum(1 for key in to_fetch if key in data))
     count_prefetch_keys("unavailable", len(unavailable))
-    return Resolution(data, unavailable, tuple(to_fetch))
+    return Resolution(data, unavailable)

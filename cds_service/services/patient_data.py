@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from cds_service.clinical import reads_medication
 from cds_service.errors import PreconditionFailed
-from cds_service.fhir.client import FORBIDDEN_ADDRESS
+from cds_service.fhir.client import READ_OUTCOMES
 from cds_service.fhir.identity import own_resources, patient_mismatch
 from cds_service.fhir.record import PatientRecord, build_record, resources_in
 from cds_service.fhir.resolve import resolve_prefetch
@@ -34,8 +34,7 @@ def patient_record(request: HookRequest, templates: Mapping[str, str], runtime: 
     required = {key: why for key, why in resolution.unavailable.items() if key in REQUIRED_KEYS}
     if required:
         PRECONDITION_FAILED.inc()
-        told = {key: _told(key, why, resolution.fetched, runtime.fetch_policy.production)
-                for key, why in required.items()}
+        told = {key: _told(why, runtime.fetch_policy.production) for key, why in required.items()}
         raise PreconditionFailed(
             "Required patient data could not be had: "
             + "; ".join(f"{key} ({why})" for key, why in sorted(told.items()))
@@ -51,13 +50,12 @@ def patient_record(request: HookRequest, templates: Mapping[str, str], runtime: 
                         reads_medication=reads_medication)
 
 
-def _told(key: str, why: str, fetched: tuple[str, ...], production: bool) -> str:
+def _told(why: str, production: bool) -> str:
     """What the client is told of why a key is unavailable. In production, the outcome of a read from fhirServer
-    (refused connection, timeout, an HTTP status, a malformed answer) is not: which of them it was tells a caller
-    whether something listens at that address and port. The log has it, under the call's X-Request-ID."""
-    if production and key in fetched and why != FORBIDDEN_ADDRESS:
-        return UNREADABLE
-    return why
+    (client.READ_OUTCOMES: refused connection, timeout, an HTTP status, a malformed answer) is not: which of them it
+    was tells a caller whether something listens at that address and port. The log has it, under the call's
+    X-Request-ID."""
+    return UNREADABLE if production and getattr(why, "category", None) in READ_OUTCOMES else why
 
 
 def this_patients(resources: list[dict], patient_id: str) -> list[dict]:

@@ -74,21 +74,23 @@ class FeedbackReport:
                 "unknownCardFeedback": self.unknown_card_feedback}
 
 
-def reason_label(system: str | None, code: str | None, display: str | None, declared: Mapping[str, str],
-                 own_system: str) -> str:
-    """How the report names an override reason: by the display this service declared for the code (whatever display,
-    or none, the client sent back: the public sandbox sends system and code only), else as a code it never offered."""
-    if code and system in (None, "", own_system) and code in declared:
-        return declared[code]
+def override_reason(system: str | None, code: str, display: str | None, declared: Mapping[str, str],
+                    own_system: str) -> tuple[tuple[str, str], str]:
+    """An override reason's row key, (system, code), and its label: the display this service declared for the code
+    (whatever display, or none, the client sent back: the public sandbox sends system and code only; a missing system
+    is read as ours), else the code named as one it never offered."""
+    if system in (None, "", own_system) and code in declared:
+        return (own_system, code), declared[code]
     where = f" from {system}" if system else ""
-    return f"{display} (code {code}{where}, not offered by this service)" if display else \
+    label = f"{display} (code {code}{where}, not offered by this service)" if display else \
         f"code {code}{where} (not offered by this service)"
+    return (system or "", code), label
 
 
 def feedback_report(engine: Engine, since: datetime | None = None, *, declared_reasons: Mapping[str, str] | None = None,
                     reason_system: str = "", sources: tuple[str, ...] | None = ("ehr",),
                     until: datetime | None = None) -> FeedbackReport:
-    """The report. Override reasons are counted by (system, code), one row each, labelled by `reason_label` with the
+    """The report. Override reasons are counted by (system, code), one row each, labelled by `override_reason` with the
     displays this service declared (`declared_reasons`, code -> display, of `reason_system`). Only cards of calls
     from `sources` count (EHR calls by default; None: every call), and feedback on other cards is left out."""
     declared = declared_reasons or {}
@@ -129,10 +131,8 @@ def feedback_report(engine: Engine, since: datetime | None = None, *, declared_r
             for suggestion in orjson.loads(accepted):
                 row.accepted_suggestions[labels.get(suggestion, "unknown suggestion")] += 1
         elif code:
-            ours = system in (None, "", reason_system) and code in declared
-            key = (reason_system if ours else system or "", code)
-            label = labels_by_reason.setdefault(key, reason_label(system, code, display, declared, reason_system))
-            row.override_reasons[label] += 1
+            key, label = override_reason(system, code, display, declared, reason_system)
+            row.override_reasons[labels_by_reason.setdefault(key, label)] += 1
         row.comments += int(bool(has_comment))
     # Outcomes per presentation: feedback on any uuid of a presentation counts for it.
     by_presentation: dict[str, set[str]] = defaultdict(set)
