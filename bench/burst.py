@@ -3,11 +3,13 @@
 Caches keyed by request content used to keep about one byte per byte of unique input (+97 MB in a worker after
 twenty 4 MB bodies, never given back). This starts `cds-service serve` with one worker, warms it with ordinary
 calls, reads its resident memory (VmRSS), sends `--bodies` unique bodies of about `--mb` MB each (every date, code
-and drug text different, and long), then reads it again; `--bursts` times. It does so twice in one run: with
-CPython's own small-object allocator (the default) and with `PYTHONMALLOC=malloc`, and measures the worker's CPU
-time per ordinary call under each, which is the price of the second. Two controls say whose memory it is: the Python
-objects the same burst leaves behind in-process (tracemalloc), and what CPython keeps after merely decoding the same
-bodies with `orjson.loads` in a bare interpreter. Writes bench/BURST.md.
+and drug text different, and long), then reads it again, from the worker serving then (one that large calls left
+more than CDS_WORKER_MEMORY_HEADROOM_MB larger is replaced by a fresh one); `--bursts` times. It does so three
+times in one run: the defaults; replacement off (`CDS_WORKER_MEMORY_HEADROOM_MB=0`), which shows what CPython's
+allocator keeps; and replacement off with `PYTHONMALLOC=malloc`, with the worker's CPU time per ordinary call under
+each (the price of the last). Two controls say whose memory it is: the Python objects the same burst leaves behind
+in-process (tracemalloc), and what CPython keeps after merely decoding the same bodies with `orjson.loads` in a bare
+interpreter. Writes bench/BURST.md.
 """
 
 from __future__ import annotations
@@ -32,17 +34,19 @@ from bench.run import _body, _worker_peak_rss_mb, _worker_pids, _workers_cpu_sec
 
 URL = "/cds-services/fbss-miss-advisor"
 JSON = {"Content-Type": "application/json"}
-TIMED_CALLS = 300
+TIMED_CALLS = 1000
 
 
 @dataclass
 class Run:
-    allocator: str
+    label: str
     cpu_ms_per_call: float = 0.0
     before: float = 0.0
     after: list[float] = field(default_factory=list)
     peak: float = 0.0
     statuses: set[int] = field(default_factory=set)
+    workers: set[int] = field(default_factory=set)
+    longest_call: float = 0.0
 
 
 def _rss_mb(pid: int) -> float:
@@ -68,23 +72,37 @@ def _unique_body(size_mb: float) -> bytes:
     return orjson.dumps(body)
 
 
-def burst_over_http(allocator: str, bodies: list[list[Path]]) -> Run:
-    """One gunicorn worker under `PYTHONMALLOC=<allocator>` (empty: CPython's default): CPU per ordinary call, then
-    its resident memory before and after each burst of `bodies`."""
-    run = Run(allocator or "pymalloc (default)")
-    extra = {"PYTHONMALLOC": allocator} if allocator else {}
-    server, port = start_server(tempfile.mkdtemp(prefix="cds-bench-burst-"), workers=1, extra_env=extra)
+def _the_worker(master: int) -> int:
+    """The one worker's pid, once a replaced worker has gone and its successor is up."""
+    deadline = time.monotonic() + 30
+    while len(pids := _worker_pids(master)) != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [worker] = pids
+    return worker
+
+
+def burst_over_http(label: str, env: dict[str, str], bodies: list[list[Path]]) -> Run:
+    """One gunicorn worker with `env`: CPU per ordinary call, then the worker's resident memory before and after each
+    burst of `bodies`, and the workers that served."""
+    run = Run(label)
+    server, port = start_server(tempfile.mkdtemp(prefix="cds-bench-burst-"), workers=1, extra_env=env)
     base = f"http://127.0.0.1:{port}"
     session = requests.Session()
     ordinary = _body(100, "patient-view")
 
+    def post(data: bytes) -> None:
+        started = time.perf_counter()
+        run.statuses.add(session.post(base + URL, data=data, headers=JSON, timeout=120).status_code)
+        run.longest_call = max(run.longest_call, time.perf_counter() - started)
+
     def ordinary_calls(count: int) -> None:
         for _ in range(count):
-            run.statuses.add(session.post(base + URL, data=ordinary, headers=JSON, timeout=60).status_code)
+            post(ordinary)
 
     try:
         ordinary_calls(100)
-        [worker] = _worker_pids(server.pid)
+        worker = _the_worker(server.pid)
+        run.workers.add(worker)
         cpu = _workers_cpu_seconds(server.pid)
         ordinary_calls(TIMED_CALLS)
         run.cpu_ms_per_call = (_workers_cpu_seconds(server.pid) - cpu) * 1000 / TIMED_CALLS
@@ -92,10 +110,12 @@ def burst_over_http(allocator: str, bodies: list[list[Path]]) -> Run:
         run.before = _rss_mb(worker)
         for burst in bodies:
             for path in burst:
-                response = session.post(base + URL, data=path.read_bytes(), headers=JSON, timeout=120)
-                run.statuses.add(response.status_code)
+                post(path.read_bytes())
+                run.workers.update(_worker_pids(server.pid))
             ordinary_calls(50)
             time.sleep(0.5)
+            worker = _the_worker(server.pid)
+            run.workers.add(worker)
             run.after.append(_rss_mb(worker))
         run.peak = max(_worker_peak_rss_mb(server.pid))
     finally:
@@ -166,7 +186,8 @@ def retained_python_kb(paths: list[Path]) -> float:
 
 def _row(run: Run) -> str:
     cells = " | ".join(f"{a:.0f} MB ({a - run.before:+.0f})" for a in run.after)
-    return f"| {run.allocator} | {run.cpu_ms_per_call:.2f} ms | {run.before:.0f} MB | {cells} | {run.peak:.0f} MB |"
+    return (f"| {run.label} | {run.cpu_ms_per_call:.2f} ms | {run.before:.0f} MB | {cells} | {run.peak:.0f} MB | "
+            f"{len(run.workers) - 1} | {run.longest_call:.2f} s |")
 
 
 def main() -> None:
@@ -183,23 +204,30 @@ def main() -> None:
         for path in paths:
             path.write_bytes(_unique_body(args.mb))
         bodies.append(paths)
-    runs = [burst_over_http("", bodies), burst_over_http("malloc", bodies)]
+    never = {"CDS_WORKER_MEMORY_HEADROOM_MB": "0"}
+    runs = [burst_over_http("defaults (worker replaced past its headroom)", {}, bodies),
+            burst_over_http("never replaced", never, bodies),
+            burst_over_http("never replaced, `PYTHONMALLOC=malloc`", {**never, "PYTHONMALLOC": "malloc"}, bodies)]
     decoded_mb = decode_only_mb(bodies[0])
     retained_kb = retained_python_kb(bodies[0])
-    default, malloc = runs
-    cost = malloc.cpu_ms_per_call / default.cpu_ms_per_call if default.cpu_ms_per_call else float("nan")
+    default, kept, malloc = runs
+    cost = malloc.cpu_ms_per_call / kept.cpu_ms_per_call if kept.cpu_ms_per_call else float("nan")
     statuses = sorted(set().union(*(run.statuses for run in runs)))
     text = "\n".join([
         "# Worker memory around a burst of large unique bodies", "",
         f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} with `python bench/burst.py` (one gthread worker, "
         f"the defaults): {args.bodies} bodies of about {args.mb:g} MB a burst, every code, text and date unique and "
-        f"long, each burst followed by 50 ordinary 100-resource calls; statuses {statuses}. The same bodies go to a "
-        "worker with CPython's allocator (the default) and to one started with `PYTHONMALLOC=malloc`. CPU is the "
-        f"worker's user + system time per ordinary call, over {TIMED_CALLS} calls before the bursts.", "",
-        "| allocator | CPU per ordinary call | RSS before | " + " | ".join(
-            f"after burst {i + 1}" for i in range(args.bursts)) + " | peak (VmHWM) |",
-        "|---|---|---|" + "---|" * args.bursts + "---|",
-        _row(default), _row(malloc), "",
+        f"long, each burst followed by 50 ordinary 100-resource calls; statuses {statuses}. The same bodies go to "
+        "three servers: the defaults, under which a worker that large calls left more than "
+        "`CDS_WORKER_MEMORY_HEADROOM_MB` (8) larger is replaced; replacement off, which shows what CPython's "
+        "allocator keeps; and replacement off with every object from glibc (`PYTHONMALLOC=malloc`). RSS is that "
+        "of the worker serving at the time. CPU is the worker's user + system time per ordinary call, over "
+        f"{TIMED_CALLS} calls before the bursts; the longest call is the slowest answer of the whole run, seen by a "
+        "client sending one call at a time.", "",
+        "| server | CPU per ordinary call | RSS before | " + " | ".join(
+            f"after burst {i + 1}" for i in range(args.bursts)) + " | peak (VmHWM) | workers replaced | longest call |",
+        "|---|---|---|" + "---|" * args.bursts + "---|---|---|",
+        *(_row(run) for run in runs), "",
         f"Whose memory it is: the Python objects the same burst leaves behind, in-process (tracemalloc, after a "
         f"collection): {retained_kb:+.0f} KB. Decoding the first burst's bodies with `orjson.loads` alone, in a "
         f"bare interpreter, leaves CPython holding {decoded_mb} more arenas of 1 MiB than before. CPython's "
@@ -207,11 +235,14 @@ def main() -> None:
         "objects that outlive a large call (a cache entry, a ledger row waiting for its turn, the next call's "
         "objects) keep the pages of the objects freed around them; the worker reuses them for later calls, so the "
         "growth stops rather than adding up, and one call at a time decodes in a worker, so it is at most about "
-        "one largest body's worth (`CDS_MAX_BODY_BYTES`). glibc's free pages go back after each body over 1 MB "
-        "(`malloc_trim`, once the response is sent) with two glibc heaps per worker (cds_service/memory.py). The "
-        "second row is the alternative a deployment could choose, every object from glibc, whose free pages the "
-        f"trim returns one by one: in this run it kept {malloc.after[-1] - malloc.before:+.0f} MB after the last "
-        f"burst against {default.after[-1] - default.before:+.0f} MB, for {cost:.2f}x the CPU per call.", ""])
+        "one largest body's worth (`CDS_MAX_BODY_BYTES`), which no trim gives back. glibc's free pages go back after "
+        "each body over 1 MB (`malloc_trim`, once the response is sent) with two glibc heaps per worker "
+        "(cds_service/memory.py). So by default a worker left more than its headroom larger is replaced "
+        f"(cds_service/memory.py `WorkerMemory`): in this run {len(default.workers) - 1} times, ending "
+        f"{default.after[-1] - default.before:+.0f} MB from where it started, against "
+        f"{kept.after[-1] - kept.before:+.0f} MB never replaced. The last row is the alternative of every object "
+        f"from glibc, whose free pages the trim returns one by one: {malloc.after[-1] - malloc.before:+.0f} MB "
+        f"after the last burst, for {cost:.2f}x the CPU per ordinary call.", ""])
     if not args.no_write:
         (ROOT / "bench" / "BURST.md").write_text(text)
     print(text)

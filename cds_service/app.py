@@ -29,6 +29,7 @@ from cds_service.http.errors import register_error_handlers
 from cds_service.jsonio import OrjsonProvider
 from cds_service.knowledge_version import knowledge_version
 from cds_service.logs import install_request_logging, install_security_headers
+from cds_service.memory import WorkerMemory
 from cds_service.render.cards import CardRenderer
 from cds_service.render.catalogue import check_card_types
 from cds_service.sandbox import page as sandbox_page
@@ -70,7 +71,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     check_card_types(app.extensions["cds.renderer"].catalogue, (*CARD_ORDER, *ORDER_CARD_ORDER))
     app.extensions["cds.clock"] = _utc_now
     cpu_slot = CpuSlot()
-    app.wsgi_app = BufferedCalls(app.wsgi_app, cpu_slot, settings.max_body_bytes)  # type: ignore[method-assign]
+    app.extensions["cds.worker_memory"] = WorkerMemory(settings.worker_memory_headroom_mb << 20)  # server.py retires
+    app.wsgi_app = BufferedCalls(app.wsgi_app, cpu_slot, settings.max_body_bytes,  # type: ignore[method-assign]
+                                 app.extensions["cds.worker_memory"])
     app.extensions["cds.fhir_client"] = FhirClient(max_per_origin=settings.fhir_max_concurrent_per_origin,
                                                    cpu_slot=cpu_slot)
     app.extensions["cds.fetch_policy"] = FetchPolicy(

@@ -88,6 +88,10 @@ SETTINGS: tuple[Setting, ...] = (
             None, None),
     Setting("MAX_BODY_BYTES", _int, "Largest request body accepted; larger ones get 413.",
             16 * 1024 * 1024, 16 * 1024 * 1024),
+    Setting("WORKER_MEMORY_HEADROOM_MB", _int, "How much larger than its size between large calls a worker may be "
+            "left by calls whose body passes 1 MB (memory CPython's allocator cannot give back) before it is replaced: "
+            "it finishes the calls it holds, writes its ledger and exits, and a fresh worker takes its place. `0` "
+            "never replaces one.", 8, 8),
     Setting("MAX_DRAFT_ORDERS", _int, "Most draft orders one order-select or order-sign call may carry; more are "
             "answered 413 (each order is validated as FHIR R4, which is what a call spends most on).", 100, 100),
     Setting("CORS_ORIGINS", _list, "Comma-separated browser origins allowed by CORS; `*` allows any. "
@@ -146,6 +150,7 @@ class Settings:
     instance_path: str | None
     database_url: str | None
     max_body_bytes: int
+    worker_memory_headroom_mb: int
     max_draft_orders: int
     cors_origins: tuple[str, ...]
     public_base_url: str | None
@@ -223,6 +228,8 @@ def _check(settings: Settings) -> None:
         raise ConfigError(f"CDS_PORT must be a TCP port, not {settings.port}")
     if settings.max_body_bytes <= 0:
         raise ConfigError("CDS_MAX_BODY_BYTES must be positive")
+    if settings.worker_memory_headroom_mb < 0:
+        raise ConfigError("CDS_WORKER_MEMORY_HEADROOM_MB must be 0 (never replace a worker) or more")
     if settings.max_draft_orders < 1:
         raise ConfigError("CDS_MAX_DRAFT_ORDERS must be at least 1")
     if min(settings.fhir_deadline_seconds, settings.fhir_connect_timeout_seconds,

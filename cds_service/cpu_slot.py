@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cds_service.memory import TRIM_AFTER_BYTES, release_freed_memory
+from cds_service.memory import TRIM_AFTER_BYTES, WorkerMemory
 
 
 class CpuSlot:
@@ -81,10 +81,12 @@ class BufferedCalls:
     CPU slot. The body is read up to `max_body_bytes` + 1, so a larger one is still refused by the app (413) and never
     buffered whole."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], slot: CpuSlot, max_body_bytes: int) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], slot: CpuSlot, max_body_bytes: int,
+                 memory: WorkerMemory | None = None) -> None:
         self.app = app
         self.slot = slot
         self.max_body_bytes = max_body_bytes
+        self.memory = memory or WorkerMemory(0)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         declared = environ.get("CONTENT_LENGTH") or ""
@@ -92,6 +94,8 @@ class BufferedCalls:
         body: io.BytesIO | None = None
         if declared.isdigit() and 0 < int(declared) <= self.max_body_bytes:
             size = int(declared)
+            if size > TRIM_AFTER_BYTES:
+                self.memory.before_large_call()
             body = environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(size))
         elif not declared and environ.get("wsgi.input_terminated"):
             data = environ["wsgi.input"].read(self.max_body_bytes + 1)
@@ -101,7 +105,7 @@ class BufferedCalls:
         with self.slot.held():
             response = self.app(environ, start_response)
         if body is not None and size > TRIM_AFTER_BYTES:
-            return _ReleasedWhenClosed(response, body)
+            return _ReleasedWhenClosed(response, body, self.memory)
         return response
 
 
@@ -109,11 +113,13 @@ class _ReleasedWhenClosed:
     """A large call's response: once the server has sent and closed it, the body's buffer is let go (werkzeug's
     request and the WSGI environ refer to each other, so without this it waited for the collector) and the freed
     pages go back to the operating system. Trimming earlier, inside the call, ran while the body and the response
-    were still alive, and the glibc heap kept what they held after a burst of large bodies (bench/burst.py)."""
+    were still alive, and the glibc heap kept what they held after a burst of large bodies (bench/burst.py). What
+    the trim cannot give back may retire the worker (`WorkerMemory`)."""
 
-    def __init__(self, response: Iterable[bytes], body: io.BytesIO) -> None:
+    def __init__(self, response: Iterable[bytes], body: io.BytesIO, memory: WorkerMemory) -> None:
         self.response = response
         self.body = body
+        self.memory = memory
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.response)
@@ -126,4 +132,4 @@ class _ReleasedWhenClosed:
         finally:
             self.body.close()
             self.response = ()
-            release_freed_memory()
+            self.memory.after_large_call()

@@ -12,6 +12,8 @@ the collector re-scanning it on every request. The young generation's threshold 
 from __future__ import annotations
 
 import gc
+import logging
+import signal
 from typing import Any
 
 from flask import Flask
@@ -24,6 +26,8 @@ from cds_service.config import Settings
 from cds_service.http import server_errors
 from cds_service.logs import json_formatter
 from cds_service.memory import limit_malloc_arenas
+
+log = logging.getLogger(__name__)
 
 GC_YOUNG_THRESHOLD = 10_000
 """Net new container objects between young collections (CPython's default is 700; 3.13 raised it to 2,000)."""
@@ -41,6 +45,20 @@ def freeze_start_up() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def retire(worker: Any, resident: int, floor: int, headroom: int) -> None:
+    """Stop a worker gracefully from inside it, as SIGTERM does: it takes no new connection, finishes the calls it
+    holds (a call arriving meanwhile on a kept-alive connection is answered with `Connection: close`) and exits
+    (`worker_exit` writes its ledger); the master forks a fresh one."""
+    if worker.alive:
+        log.warning("worker left larger than its memory headroom by large calls: replacing it after its calls "
+                    "in flight", extra={"resident_mb": resident >> 20, "floor_mb": floor >> 20,
+                                        "headroom_mb": headroom >> 20})
+        from cds_service.metrics import WORKER_REPLACEMENTS  # noqa: PLC0415 (after multiprocess metrics are set up)
+
+        WORKER_REPLACEMENTS.inc()
+        worker.handle_exit(signal.SIGTERM, None)
 
 
 class JsonGunicornLogger(GunicornLogger):
@@ -87,12 +105,14 @@ class GunicornServer(BaseApplication):
         app = create_app()
         ledger = app.extensions["cds.ledger"]
         database = app.extensions["cds.database"]
+        memory = app.extensions["cds.worker_memory"]
 
         def post_fork(server: Any, worker: Any) -> None:
             # Connections the master may have pooled belong to it: drop them without closing (closing would end the
             # master's session too), then start this worker's ledger writer, which replays what others left.
             database.dispose(close=False)
             ledger.start()
+            memory.retire = lambda now, floor: retire(worker, now, floor, memory.headroom_bytes)
 
         self.cfg.set("post_fork", post_fork)
         # A worker finishing (SIGTERM: calls in flight end first) writes what its ledger holds; what the database

@@ -6,6 +6,8 @@ import io
 import threading
 import time
 
+import pytest
+
 from cds_service.cpu_slot import BufferedCalls, CpuSlot
 
 
@@ -94,13 +96,13 @@ def test_the_body_is_read_before_the_slot_is_taken_and_never_past_the_limit():
 
 
 def test_memory_is_handed_back_after_a_large_body_only(monkeypatch):
-    from cds_service import cpu_slot  # noqa: PLC0415
+    from cds_service import memory  # noqa: PLC0415
     from cds_service.memory import limit_malloc_arenas, release_freed_memory  # noqa: PLC0415
 
     release_freed_memory()  # callable on this C library (a no-op where it has no malloc_trim)
     limit_malloc_arenas()
     trims = []
-    monkeypatch.setattr(cpu_slot, "release_freed_memory", lambda: trims.append(1))
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: trims.append(1))
     calls = BufferedCalls(lambda environ, start_response: [b""], CpuSlot(), max_body_bytes=4 * 1024 * 1024)
     calls({"CONTENT_LENGTH": "100", "wsgi.input": io.BytesIO(b"x" * 100)}, None)
     assert trims == []
@@ -116,10 +118,10 @@ def test_memory_is_handed_back_after_a_large_body_only(monkeypatch):
 
 
 def test_a_large_call_s_response_is_closed_before_memory_is_handed_back(monkeypatch):
-    from cds_service import cpu_slot  # noqa: PLC0415
+    from cds_service import memory  # noqa: PLC0415
 
     events = []
-    monkeypatch.setattr(cpu_slot, "release_freed_memory", lambda: events.append("trim"))
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: events.append("trim"))
 
     class Response(list):
         def close(self):
@@ -129,3 +131,66 @@ def test_a_large_call_s_response_is_closed_before_memory_is_handed_back(monkeypa
     size = 2 * 1024 * 1024
     calls({"CONTENT_LENGTH": str(size), "wsgi.input": io.BytesIO(b"x" * size)}, None).close()
     assert events == ["closed", "trim"]
+
+
+class FakeResidentMemory:
+    """What `/proc/self/statm` would say, set by the test."""
+
+    def __init__(self, mb: int) -> None:
+        self.mb = mb
+
+    def __call__(self) -> int:
+        return self.mb << 20
+
+
+def _large_call(calls: BufferedCalls, rss: FakeResidentMemory, grows_by_mb: int) -> None:
+    size = 2 * 1024 * 1024
+    response = calls({"CONTENT_LENGTH": str(size), "wsgi.input": io.BytesIO(b"x" * size)}, None)
+    rss.mb += grows_by_mb
+    response.close()
+
+
+def test_a_worker_left_larger_than_its_headroom_by_large_calls_is_retired(monkeypatch):
+    from cds_service import memory  # noqa: PLC0415
+    from cds_service.memory import WorkerMemory  # noqa: PLC0415
+
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: None)
+    rss = FakeResidentMemory(90)
+    worker = WorkerMemory(headroom_bytes=8 << 20, rss=rss)
+    retired = []
+    worker.retire = lambda now, floor: retired.append((now >> 20, floor >> 20))
+    calls = BufferedCalls(lambda environ, start_response: [b"{}"], CpuSlot(), max_body_bytes=4 << 20, memory=worker)
+    for _ in range(4):
+        _large_call(calls, rss, grows_by_mb=2)
+    assert retired == []  # 98 MB: 8 MB over the floor is still within the headroom
+    rss.mb = 60  # the floor is the least seen at the start of a large call
+    _large_call(calls, rss, grows_by_mb=0)
+    rss.mb = 68
+    _large_call(calls, rss, grows_by_mb=1)
+    assert retired == [(69, 60)]
+    _large_call(calls, rss, grows_by_mb=20)
+    assert retired == [(69, 60)]  # asked once: the worker is on its way out
+
+
+def test_ordinary_calls_never_read_memory_and_a_zero_headroom_never_retires(monkeypatch):
+    from cds_service import memory  # noqa: PLC0415
+    from cds_service.memory import WorkerMemory  # noqa: PLC0415
+
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: None)
+    reads = []
+    worker = WorkerMemory(headroom_bytes=1, rss=lambda: reads.append(1) or (len(reads) * 100) << 20)
+    worker.retire = lambda now, floor: pytest.fail("retired")
+    calls = BufferedCalls(lambda environ, start_response: [b"{}"], CpuSlot(), max_body_bytes=4 << 20, memory=worker)
+    for _ in range(10):
+        calls({"CONTENT_LENGTH": "100", "wsgi.input": io.BytesIO(b"x" * 100)}, None)
+    assert reads == []  # a call under TRIM_AFTER_BYTES costs no /proc read
+    disabled = WorkerMemory(headroom_bytes=0, rss=lambda: pytest.fail("read"))
+    disabled.retire = lambda now, floor: pytest.fail("retired")
+    calls = BufferedCalls(lambda environ, start_response: [b"{}"], CpuSlot(), max_body_bytes=4 << 20, memory=disabled)
+    calls({"CONTENT_LENGTH": str(2 << 20), "wsgi.input": io.BytesIO(b"x" * (2 << 20))}, None).close()
+
+
+def test_resident_memory_is_read_from_proc():
+    from cds_service.memory import resident_bytes  # noqa: PLC0415
+
+    assert 10 << 20 < resident_bytes() < 4 << 30
