@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict
 from importlib import metadata, resources
+from pathlib import Path
 
 import orjson
 
@@ -33,10 +34,27 @@ def knowledge_files() -> list[tuple[str, bytes]]:
     return files
 
 
-def knowledge_version(thresholds: Thresholds) -> str:
-    """`<package version>+<12 hex digits of a hash of every knowledge file and the thresholds in force>`."""
+OVERLAY_FOLDERS = {"cds_service.terminology": "valuesets", "cds_service.card_templates": "cards"}
+"""Where a silent knowledge version's folder holds the files that replace each package's (cds_service/silent.py)."""
+
+
+def overlaid_files(overlay: Path | None) -> list[tuple[str, bytes]]:
+    """`knowledge_files()`, each replaced by a file of the same name in the overlay's subfolder (in place: the same
+    files give the same version), files new to the overlay after them."""
+    files = dict(knowledge_files())
+    if overlay is not None:
+        for package, folder in OVERLAY_FOLDERS.items():
+            if (overlay / folder).is_dir():
+                files.update({f"{package}/{path.name}": path.read_bytes()
+                              for path in sorted((overlay / folder).iterdir()) if path.suffix in (".json", ".yaml")})
+    return list(files.items())
+
+
+def knowledge_version(thresholds: Thresholds, overlay: Path | None = None) -> str:
+    """`<package version>+<12 hex digits of a hash of every knowledge file and the thresholds in force>`; with
+    `overlay`, of the silent knowledge version that folder makes."""
     digest = hashlib.sha256()
-    for name, content in knowledge_files():
+    for name, content in overlaid_files(overlay) if overlay is not None else knowledge_files():
         digest.update(name.encode())
         digest.update(content)
     digest.update(orjson.dumps(asdict(thresholds), option=orjson.OPT_SORT_KEYS))

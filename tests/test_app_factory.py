@@ -8,10 +8,9 @@ from flask import Flask
 
 from cds_service import create_app
 from cds_service.cli import main
-from cds_service.clinical.facts import _classify_drug_cached, _ingredient_patterns
 from cds_service.config import ConfigError
 from cds_service.storage.migrate import head_revision
-from cds_service.terminology.valuesets import _combined_index
+from cds_service.terminology.valuesets import live_terminology
 from tests.support import hook_request
 
 
@@ -72,12 +71,11 @@ def test_db_upgrade_command_migrates_the_configured_database(tmp_path, monkeypat
 
 def test_the_knowledge_lookups_are_built_at_start_up_not_by_the_first_hook_call(tmp_path):
     """Before gunicorn forks, so no worker's first hook call builds them (it cost about 20 ms per worker)."""
-    _combined_index.cache_clear()
-    _ingredient_patterns.cache_clear()
-    _classify_drug_cached.cache_clear()
+    live_terminology.cache_clear()
     app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path)})
-    built = (_combined_index.cache_info(), _ingredient_patterns.cache_info())
-    assert built[0].currsize == 1 and built[1].currsize == 2
+    terminology = live_terminology()
+    built = set(terminology._derived)
+    assert {("ingredients", "VS-19"), ("ingredients", "VS-20"), "drug-class", ("read_from", "Condition")} <= built
     # A medication no code identifies is read by the ingredient names in its text: both lookups are used.
     medication = {"resourceType": "MedicationRequest", "id": "m1", "status": "active", "intent": "order",
                   "subject": {"reference": "Patient/p1"}, "authoredOn": "2026-11-01",
@@ -85,6 +83,6 @@ def test_the_knowledge_lookups_are_built_at_start_up_not_by_the_first_hook_call(
     body = hook_request(prefetch={"medicationRequests": {"resourceType": "Bundle", "type": "searchset",
                                                          "entry": [{"resource": medication}]}})
     assert app.test_client().post("/cds-services/fbss-miss-advisor", json=body).status_code == 200
-    after = (_combined_index.cache_info(), _ingredient_patterns.cache_info())
-    assert [info.misses for info in after] == [info.misses for info in built]  # nothing built by the hook call
-    assert after[1].hits > built[1].hits
+    assert live_terminology() is terminology
+    assert set(terminology._derived) == built  # nothing built by the hook call
+    assert terminology.derived("drug-class", dict).cache_info().currsize == 1  # the tramadol, classified by name

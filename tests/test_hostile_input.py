@@ -270,10 +270,12 @@ def test_sql_parameters_never_appear_in_a_database_error(app):
 
 def test_caches_keyed_by_request_content_do_not_keep_oversized_keys():
     """Memory bounded by the caches' sizes, not by what requests carry: long values are answered, never kept."""
-    from cds_service.clinical.facts import _classify_drug_cached, opioid_match  # noqa: PLC0415
+    from cds_service.clinical.facts import drug_class_cache, opioid_match  # noqa: PLC0415
     from cds_service.fhir import dates  # noqa: PLC0415
     from cds_service.hooks.draft_orders import _validate_cached, _validation_problem  # noqa: PLC0415
-    from cds_service.terminology.valuesets import _string_members, string_members_for  # noqa: PLC0415
+    from cds_service.terminology.valuesets import string_members_for, terminology  # noqa: PLC0415
+
+    _string_members, _classify_drug_cached = terminology().string_members, drug_class_cache()
 
     before = (dates._parse.cache_info().currsize, _string_members.cache_info().currsize,
               _classify_drug_cached.cache_info().currsize, _validate_cached.cache_info().currsize)

@@ -8,10 +8,10 @@ their attributes (region, subset, role, kind, study, modality) decide, not Pytho
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any
 
 from cds_service.clinical.knowledge import Thresholds
@@ -26,7 +26,14 @@ from cds_service.fhir.record import (
     codeable_text,
     items_of,
 )
-from cds_service.terminology.valuesets import Member, ValueSet, canonical_system, value_set, value_sets
+from cds_service.terminology.valuesets import (
+    Member,
+    ValueSet,
+    canonical_system,
+    terminology,
+    value_set,
+    value_sets,
+)
 
 _REGION_WORDS = (
     ("cervical", re.compile(r"(?i)\b(cervical|neck|c[1-7](-c?[1-7])?)\b")),
@@ -344,11 +351,11 @@ def is_spine_referral(resource: Mapping[str, Any]) -> bool:
         or bool(_REFERRAL_SPINE_WORDS.search(codeable_text(performer)))
 
 
-@cache
 def read_from(resource_type: str) -> tuple[str, ...]:
     """The value sets whose codes are read from this resource type, as each declares (valuesets.READ_FROM): a value set
     added with `Condition` is grouped with the conditions without a change here."""
-    return tuple(vs_id for vs_id, vs in value_sets().items() if resource_type in vs.read_from)
+    return terminology().derived(("read_from", resource_type), lambda: tuple(
+        vs_id for vs_id, vs in value_sets().items() if resource_type in vs.read_from))
 
 
 def _by_value_set(entries: Iterable[Any], vs_ids: tuple[str, ...], when: str) -> dict[str, tuple]:
@@ -647,7 +654,12 @@ def _drug_class(key: tuple | None) -> tuple[_OpioidHit | None, _Hit | None]:
     most 4,096 keys of 512 characters whatever the requests carry."""
     if key is not None and _key_chars(key) > _CACHED_KEY_CHARS:
         return _classify_drug(key)
-    return _classify_drug_cached(key)
+    return drug_class_cache()(key)
+
+
+def drug_class_cache() -> Callable[[tuple | None], tuple[_OpioidHit | None, _Hit | None]]:
+    """`_classify_drug` remembered, one cache per value-set version (a silent version classifies with its own)."""
+    return terminology().derived("drug-class", lambda: lru_cache(maxsize=4096)(_classify_drug))
 
 
 def _key_chars(key: tuple) -> int:
@@ -681,9 +693,6 @@ def _classify_drug(key: tuple | None) -> tuple[_OpioidHit | None, _Hit | None]:
     return None, ((None, None) if _ingredient_by_name("VS-20", words) is not None else None)
 
 
-_classify_drug_cached = lru_cache(maxsize=4096)(_classify_drug)
-
-
 def reads_medication(concept: Any) -> bool:
     """Whether a rule reads a medication with this concept: an opioid or another analgesic, by code or by an
     ingredient named in its text (F7, F8). Any other drug is never evidence, so the record can leave it out."""
@@ -701,11 +710,16 @@ _WORD = re.compile(r"\w+")
 _MEDICATION_VALUE_SETS = ("VS-19", "VS-20")  # opioids and other analgesics, also read by ingredient name
 
 
-@cache
 def _ingredient_patterns(vs_id: str) -> tuple[frozenset[str] | None, tuple[tuple[re.Pattern[str], Member], ...]]:
     """Whole-word ingredient names of a medication value set (`\\bcodeine\\b` does not match dihydrocodeine), with
     the first word of each name: a text holding none of those words names no ingredient, and most texts (every
-    non-opioid drug's) are passed over with one set lookup instead of a search per name."""
+    non-opioid drug's) are passed over with one set lookup instead of a search per name. Built once per value-set
+    version."""
+    return terminology().derived(("ingredients", vs_id), lambda: _compile_ingredient_patterns(vs_id))
+
+
+def _compile_ingredient_patterns(vs_id: str) -> tuple[frozenset[str] | None,
+                                                      tuple[tuple[re.Pattern[str], Member], ...]]:
     names = [(name, member) for member in value_set(vs_id).with_attribute("subset", "ingredient")
              if (name := member.first("ingredient"))]
     first_words = {words[0] for name, _ in names if (words := _WORD.findall(name.lower())) and name[0].isalnum()}
@@ -719,6 +733,7 @@ def prepare_ingredient_patterns() -> None:
     reads a medication by its text would otherwise compile a few dozen regular expressions."""
     for vs_id in _MEDICATION_VALUE_SETS:
         _ingredient_patterns(vs_id)
+    drug_class_cache()
 
 
 def _ingredient_by_name(vs_id: str, text: str) -> Member | None:
@@ -759,10 +774,10 @@ def _classify_medications(record: PatientRecord) -> tuple[_Medication, ...]:
     return tuple(classified)
 
 
-@cache
 def _moud_ingredients() -> frozenset[str]:
-    return frozenset(name for member in value_set("VS-19").with_attribute("moud", "with-opioid-use-disorder")
-                     if (name := member.first("ingredient")))
+    return terminology().derived("moud", lambda: frozenset(
+        name for member in value_set("VS-19").with_attribute("moud", "with-opioid-use-disorder")
+        if (name := member.first("ingredient"))))
 
 
 def is_moud(member: Member | None, opioid_use_disorder: bool) -> bool:

@@ -15,13 +15,17 @@ from cds_service.clinical.facts import Facts, RegionFacts
 from cds_service.clinical.knowledge import suggestion_catalogue
 from cds_service.clinical.model import REGIONS, Evidence, Finding, Suggestion
 from cds_service.fhir.dates import days_between
-from cds_service.terminology.valuesets import value_set
+from cds_service.terminology.valuesets import terminology, value_set
 
 CARD_ORDER = ("red-flag", "fbss-imaging", "revision-referral", "neuro-deficit", "chronic-pain-specialist",
               "opioid-long-term", "deformity", "alt-pain-generator", "miss-risk", "scs-consider")
 """Card order in a response (clinical-rules §3, 'Card order in the response')."""
 
-_STUDY_MODALITY = {m.first("study"): m.first("modality") for m in value_set("VS-IMG").members}
+
+def _study_modality() -> dict[str | None, str | None]:
+    """VS-IMG's study keys to their modality, built once per value-set version."""
+    return terminology().derived("study-modality", lambda: {
+        m.first("study"): m.first("modality") for m in value_set("VS-IMG").members})
 
 
 def suggestions_for(card_type: str, region: str | None, facts: Facts,
@@ -34,7 +38,7 @@ def suggestions_for(card_type: str, region: str | None, facts: Facts,
     omitted: list[Evidence] = []
     for row in rows:
         if "study" in row:
-            modality = _STUDY_MODALITY.get(row["study"])
+            modality = _study_modality().get(row["study"])
             recent = region_facts.recent_imaging(modality) if region_facts and modality else ()
             if recent and not row.get("always"):
                 omitted.extend(recent)

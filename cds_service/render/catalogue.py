@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -23,6 +24,7 @@ OVERRIDE_REASON_SYSTEM = "urn:spine-cds:override-reason"
 _PACKAGE = "cds_service.card_templates"
 _TEMPLATE_FIELDS = frozenset({"type", "indicator", "summary", "detail", "source", "links", "regions", "suggestions",
                               "overrideReasons", "rule"})
+_REQUIRED_FIELDS = ("type", "indicator", "summary", "detail", "source", "overrideReasons")
 _NOT_CARDS = frozenset({"orders.yaml", "links.yaml", "stack.yaml"})
 REGIONS = ("lumbar", "thoracic", "cervical")
 # What clinician-facing text must never hold: the project's own documents and identifiers (source pages, value-set
@@ -123,10 +125,22 @@ def template_variables(environment: Environment, *sources: str) -> frozenset[str
     return frozenset(names)
 
 
+def _card_files(overlay: Path | None) -> dict[str, bytes]:
+    """The card files by name: the project's, each replaced (or joined) by a file of the same name in `overlay` (a
+    silent knowledge version's cards, cds_service/silent.py)."""
+    files = {entry.name: entry.read_bytes() for entry in resources.files(_PACKAGE).iterdir()
+             if entry.name.endswith((".yaml", ".json"))}
+    if overlay is not None and overlay.is_dir():
+        files.update({path.name: path.read_bytes() for path in overlay.iterdir() if path.suffix in (".yaml", ".json")})
+    return files
+
+
 @cache
-def load_catalogue() -> Catalogue:
-    """Parse every card template (failing loudly at start-up on a template error, never on a request)."""
-    partials = yaml.safe_load(_read("_partials.yaml"))
+def load_catalogue(overlay: Path | None = None) -> Catalogue:
+    """Parse every card template (failing loudly at start-up on a template error, never on a request). `overlay`: a
+    folder whose files replace the project's of the same name (a silent knowledge version)."""
+    files = _card_files(overlay)
+    partials = yaml.safe_load(files["_partials.yaml"])
     environment = CardTemplateEnvironment(
         loader=DictLoader({"unavailable": partials["unavailable"]}), undefined=StrictUndefined,
         trim_blocks=True, lstrip_blocks=True, autoescape=False,
@@ -136,37 +150,40 @@ def load_catalogue() -> Catalogue:
     for partial in environment.list_templates():
         environment.get_template(partial)  # compiled now and kept in the environment's cache, not on a first include
     reasons = declared_override_reasons()
-    links = yaml.safe_load(_read("links.yaml"))
+    links = yaml.safe_load(files["links.yaml"])
     cards = {}
-    for entry in resources.files(_PACKAGE).iterdir():
-        if not entry.name.endswith(".yaml") or entry.name.startswith("_") or entry.name in _NOT_CARDS:
+    for name, content in sorted(files.items()):
+        if not name.endswith(".yaml") or name.startswith("_") or name in _NOT_CARDS:
             continue
-        raw = yaml.safe_load(entry.read_bytes())
+        raw = yaml.safe_load(content)
+        missing = [key for key in _REQUIRED_FIELDS if not isinstance(raw, dict) or key not in raw]
+        if missing:
+            raise ValueError(f"cards/{name}: missing {', '.join(missing)}")
         unknown = [code for code in raw["overrideReasons"] if code not in reasons]
         if unknown:
-            raise ValueError(f"cards/{entry.name}: unknown override reasons {unknown}")
+            raise ValueError(f"cards/{name}: unknown override reasons {unknown}")
         tagged = internal_tags(raw)
         if tagged:
-            raise ValueError(f"cards/{entry.name}: clinician text cites internal documents or ids: {tagged}")
+            raise ValueError(f"cards/{name}: clinician text cites internal documents or ids: {tagged}")
         cards[raw["type"]] = CardTemplate(
             type=raw["type"],
             indicator=raw["indicator"],
             summary=environment.from_string(raw["summary"]),
             detail=environment.from_string(raw["detail"]),
-            citations=MappingProxyType(_citations(raw, links, entry.name)),
+            citations=MappingProxyType(_citations(raw, links, name)),
             suggestion_descriptions=MappingProxyType(raw.get("suggestions") or {}),
             override_reasons=tuple({"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": reasons[code]}
                                    for code in raw["overrideReasons"]),
             extra=MappingProxyType({k: v for k, v in raw.items() if k not in _TEMPLATE_FIELDS}),
             variables=template_variables(environment, raw["summary"], raw["detail"]),
         )
-    orders = yaml.safe_load(_read("orders.yaml"))
+    orders = yaml.safe_load(files["orders.yaml"])
     studies = _study_codings()
     for key, study in orders["studies"].items():
         if key not in studies:
             raise ValueError(f"cards/orders.yaml: study {key} has no codes in VS-IMG")
         study["coding"] = studies[key]
-    stack = yaml.safe_load(_read("stack.yaml"))
+    stack = yaml.safe_load(files["stack.yaml"])
     unranked = [t for t, card in cards.items() if card.indicator == "warning" and t not in stack["warning_priority"]]
     if unranked:
         raise ValueError(f"cards/stack.yaml: warning cards missing from warning_priority: {unranked}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cds_service.clinical import evaluate_orders
 from cds_service.clinical.orders import classify
 from cds_service.fhir.identity import is_foreign
@@ -9,7 +11,7 @@ from cds_service.fhir.prefetch import PATIENT_RECORD
 from cds_service.hooks.draft_orders import DraftOrder, parse_draft_orders, resolve_medication, selected
 from cds_service.hooks.request import HookRequest
 from cds_service.services.declaration import Card
-from cds_service.services.patient_data import patient_record, report_foreign
+from cds_service.services.patient_data import PatientData, patient_data, report_foreign
 from cds_service.services.runtime import Runtime
 
 
@@ -28,10 +30,20 @@ def advise_orders(request: HookRequest, runtime: Runtime, *, selected_only: bool
         else:
             own.append(draft)
     report_foreign(foreign, "draft orders for another patient not evaluated")
+    evaluated = [d for d in own if d.evaluated]
+    data = patient_data(request, PATIENT_RECORD, runtime)
+    if runtime.rerun is not None:  # a silent knowledge version evaluates the same data after the response
+        runtime.rerun.evaluate = lambda other: _cards(request, bundle, evaluated, data, other)
+    return _cards(request, bundle, evaluated, data, runtime)
+
+
+def _cards(request: HookRequest, bundle: Any, drafts: list[DraftOrder], data: PatientData,
+           runtime: Runtime) -> list[Card]:
+    """The orders classified (by the value sets in force), the record built, rules O1-O5, cards."""
     items = [classify(d.resource_type, d.resource, d.reference,
                       resolve_medication(d, bundle) if d.resource_type == "MedicationRequest" else None)
-             for d in own if d.evaluated]
-    record = patient_record(request, PATIENT_RECORD, runtime)
+             for d in drafts]
+    record = data.record(runtime)
     evaluation = evaluate_orders(record, items, runtime.now, runtime.thresholds)
     return runtime.renderer.render(evaluation.findings, now=runtime.now, patient_id=request.patient_id,
                                    unavailable=record.unavailable)

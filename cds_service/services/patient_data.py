@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from cds_service.clinical import reads_medication
 from cds_service.errors import PreconditionFailed
@@ -28,8 +29,23 @@ log = logging.getLogger("cds_service.patient_data")
 UNREADABLE = "fhirServer could not be read; the service's log has the cause under this call's X-Request-ID"
 
 
-def patient_record(request: HookRequest, templates: Mapping[str, str], runtime: Runtime) -> PatientRecord:
-    """The record the rules evaluate; 412 when data the service cannot do without cannot be had."""
+@dataclass(frozen=True)
+class PatientData:
+    """The context patient's resources as read for one call (prefetch and backfill), and what could not be had. The
+    record is built from them under the knowledge in force (which codes are read depends on the value sets), so a
+    silent knowledge version builds its own from the same data, with no second read."""
+
+    resources: tuple[dict, ...]
+    unavailable: Mapping[str, str]
+
+    def record(self, runtime: Runtime) -> PatientRecord:
+        return build_record(self.resources, runtime.now, unavailable=self.unavailable,
+                            default_supply_days=runtime.thresholds.medication_default_supply_days,
+                            reads_medication=reads_medication)
+
+
+def patient_data(request: HookRequest, templates: Mapping[str, str], runtime: Runtime) -> PatientData:
+    """The data the rules evaluate; 412 when data the service cannot do without cannot be had."""
     resolution = resolve_prefetch(request, templates, runtime.fhir_client, runtime.fetch_policy)
     required = {key: why for key, why in resolution.unavailable.items() if key in REQUIRED_KEYS}
     if required:
@@ -44,10 +60,7 @@ def patient_record(request: HookRequest, templates: Mapping[str, str], runtime: 
         )
     resources = [resource for key in templates if key in resolution.data
                  for resource in resources_in(resolution.data[key])]
-    resources = this_patients(resources, request.patient_id)
-    return build_record(resources, runtime.now, unavailable=resolution.unavailable,
-                        default_supply_days=runtime.thresholds.medication_default_supply_days,
-                        reads_medication=reads_medication)
+    return PatientData(tuple(this_patients(resources, request.patient_id)), resolution.unavailable)
 
 
 def _told(why: str, production: bool) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from cds_service.clinical.knowledge import Thresholds
 from cds_service.fhir.client import FetchPolicy, FhirClient
@@ -18,3 +20,12 @@ class Runtime:
     fhir_client: FhirClient | None
     fetch_policy: FetchPolicy
     max_draft_orders: int = 100
+    rerun: Rerun | None = None
+
+
+class Rerun:
+    """What a service leaves behind for a silent knowledge version (cds_service/silent.py): how to evaluate this call
+    again under other knowledge, from the data it already read (no second read of the FHIR server)."""
+
+    def __init__(self) -> None:
+        self.evaluate: Callable[[Runtime], list[dict[str, Any]]] | None = None

@@ -1,4 +1,5 @@
-"""Value sets: loaded from the FHIR ValueSet files beside this module and compiled once into lookup tables.
+"""Value sets: loaded from the FHIR ValueSet files beside this module and compiled once into lookup tables (a silent
+knowledge version's, when configured, into tables of their own: `Terminology`).
 
 A code matches by `(system, code)`: the system canonicalised (FHIR URIs and the HL7 OIDs of clinical-rules.md; an
 unknown system never matches), ICD codes compared upper-cased without dots, and rows marked `match=prefix` matching
@@ -8,7 +9,10 @@ kind, role, study, modality, contrast, ...) so the clinical rules read attribute
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
@@ -185,26 +189,97 @@ def value_set_files() -> Iterable[Any]:
     return sorted((entry for entry in folder.iterdir() if entry.name.endswith(".json")), key=lambda e: e.name)
 
 
-@cache
-def value_sets() -> Mapping[str, ValueSet]:
-    """Every value set of the project, compiled once per process (at start-up under gunicorn --preload)."""
+MAX_CODE_LENGTH = 64
+MAX_SYSTEM_LENGTH = 128
+
+
+class Terminology:
+    """One version of every value set, with its lookup index: the live one (the files beside this module), and, when
+    a silent knowledge version is configured (cds_service/silent.py), that version's. The clinical core reads the
+    active one (`terminology()`), so the same code evaluates under either.
+
+    `derived` keeps what other modules build from the value sets (ingredient patterns, lookup tables), per version,
+    so that nothing built from one version is read under the other."""
+
+    def __init__(self, sets: Mapping[str, ValueSet]) -> None:
+        self.sets: Mapping[str, ValueSet] = MappingProxyType(dict(sets))
+        self.exact, self.prefixes = _index(self.sets)
+        # At most 20,000 short keys, whatever the requests carry (string_members_for keeps long ones out).
+        self.string_members: Callable[[str, str], tuple[Member, ...]] = lru_cache(maxsize=20_000)(self._members)
+        self._derived: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def derived(self, key: Any, build: Callable[[], Any]) -> Any:
+        """What `build` makes from these value sets, built once per version."""
+        try:
+            return self._derived[key]
+        except KeyError:
+            with self._lock:
+                if key not in self._derived:
+                    self._derived[key] = build()
+                return self._derived[key]
+
+    def _members(self, system: str, code: str) -> tuple[Member, ...]:
+        canonical = canonical_system(system)
+        normal = normalise_code(canonical, code) if canonical else None
+        if canonical is None or normal is None:
+            return ()
+        found = list(self.exact.get((canonical, normal), ()))
+        for length, table in self.prefixes.get(canonical, ()):
+            if len(normal) >= length:
+                found.extend(table.get(normal[:length], ()))
+        return tuple(found)
+
+
+def compile_value_sets(files: Iterable[Any]) -> dict[str, ValueSet]:
+    """Compile ValueSet files (anything with `read_bytes`), by id."""
     compiled = {}
-    for entry in value_set_files():
+    for entry in files:
         value_set = compile_value_set(orjson.loads(entry.read_bytes()))
         compiled[value_set.id] = value_set
-    return MappingProxyType(compiled)
+    return compiled
+
+
+@cache
+def live_terminology() -> Terminology:
+    """The project's value sets, compiled once per process (at start-up under gunicorn --preload)."""
+    return Terminology(compile_value_sets(value_set_files()))
+
+
+_ACTIVE: ContextVar[Terminology | None] = ContextVar("cds_service_terminology", default=None)
+
+
+def terminology() -> Terminology:
+    """The value sets in force for this thread's evaluation: the live ones unless `using_terminology` says."""
+    active = _ACTIVE.get()
+    return active if active is not None else live_terminology()
+
+
+@contextmanager
+def using_terminology(version: Terminology) -> Iterator[None]:
+    """Evaluate under `version` (a silent knowledge version's value sets) within the block, in this thread only."""
+    token = _ACTIVE.set(version)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def value_sets() -> Mapping[str, ValueSet]:
+    """Every value set in force."""
+    return terminology().sets
 
 
 def value_set(vs_id: str) -> ValueSet:
-    return value_sets()[vs_id]
+    return terminology().sets[vs_id]
 
 
-@cache
-def _combined_index() -> tuple[dict[tuple[str, str], tuple[Member, ...]], dict[str, tuple[tuple[int, dict], ...]]]:
-    """Every value set's members in one exact table and one prefix table per system (built once)."""
+def _index(sets: Mapping[str, ValueSet]) -> tuple[dict[tuple[str, str], tuple[Member, ...]],
+                                                   dict[str, tuple[tuple[int, dict], ...]]]:
+    """Every value set's members in one exact table and one prefix table per system."""
     exact: dict[tuple[str, str], list[Member]] = {}
     prefixes: dict[str, dict[int, dict[str, list[Member]]]] = {}
-    for value_set_ in value_sets().values():
+    for value_set_ in sets.values():
         for member in value_set_.members:
             if member.prefix:
                 prefixes.setdefault(member.system, {}).setdefault(len(member.code), {}).setdefault(
@@ -219,8 +294,8 @@ def _combined_index() -> tuple[dict[tuple[str, str], tuple[Member, ...]], dict[s
 
 
 def prepare_lookup() -> None:
-    """Build the combined lookup index now (at start-up) rather than on the first request that looks up a code."""
-    _combined_index()
+    """Compile the value sets and their lookup index now (at start-up) rather than on the first request."""
+    live_terminology()
 
 
 def members_for(system: Any, code: Any) -> tuple[Member, ...]:
@@ -232,31 +307,13 @@ def members_for(system: Any, code: Any) -> tuple[Member, ...]:
     return string_members_for(system, code)
 
 
-MAX_CODE_LENGTH = 64
-MAX_SYSTEM_LENGTH = 128
-
-
 def string_members_for(system: str, code: str) -> tuple[Member, ...]:
     """`members_for` for a system and code already known to be strings (the record builder's inner loop). A code or
     system longer than any a value set holds matches nothing, and is not remembered: the cache holds at most
     20,000 short keys, whatever the requests carry."""
     if len(code) > MAX_CODE_LENGTH or len(system) > MAX_SYSTEM_LENGTH:
         return ()
-    return _string_members(system, code)
-
-
-@lru_cache(maxsize=20_000)
-def _string_members(system: str, code: str) -> tuple[Member, ...]:
-    canonical = canonical_system(system)
-    normal = normalise_code(canonical, code) if canonical else None
-    if canonical is None or normal is None:
-        return ()
-    exact, prefixes = _combined_index()
-    found = list(exact.get((canonical, normal), ()))
-    for length, table in prefixes.get(canonical, ()):
-        if len(normal) >= length:
-            found.extend(table.get(normal[:length], ()))
-    return tuple(found)
+    return terminology().string_members(system, code)
 
 
 Matches = tuple[tuple[Mapping[str, Any], tuple[Member, ...]], ...]
