@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from flask import Flask
 from flask_cors import CORS
 
@@ -39,6 +40,7 @@ from cds_service.security.middleware import install_authentication
 from cds_service.security.replay import ReplayStore
 from cds_service.security.verify import TokenVerifier
 from cds_service.services import ServiceRegistry, declared_services
+from cds_service.silent import SilentKnowledge, load_silent_knowledge
 from cds_service.storage.database import create_database_engine
 from cds_service.storage.ledger import CardLedger
 from cds_service.storage.migrate import upgrade
@@ -70,7 +72,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["cds.renderer"] = CardRenderer()  # card templates parsed once, before the workers fork
     check_card_types(app.extensions["cds.renderer"].catalogue, (*CARD_ORDER, *ORDER_CARD_ORDER))
     app.extensions["cds.clock"] = _utc_now
-    cpu_slot = CpuSlot()
+    cpu_slot = app.extensions["cds.cpu_slot"] = CpuSlot()
     app.extensions["cds.worker_memory"] = WorkerMemory(settings.worker_memory_headroom_mb << 20)  # server.py retires
     app.wsgi_app = BufferedCalls(app.wsgi_app, cpu_slot, settings.max_body_bytes,  # type: ignore[method-assign]
                                  app.extensions["cds.worker_memory"])
@@ -97,6 +99,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     database.dispose()
     app.extensions["cds.patient_hasher"] = patient_hasher(settings.patient_hash_secret, app.instance_path)
     app.extensions["cds.knowledge_version"] = knowledge_version(app.extensions["cds.thresholds"])
+    if settings.silent_knowledge:
+        app.extensions["cds.silent"] = _silent_knowledge(settings)
     _install_cors(app, settings)
     install_request_logging(app)
     app.extensions["cds.verifier"] = token_verifier(settings, ReplayStore(database))
@@ -108,6 +112,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if not settings.is_production:
         app.register_blueprint(sandbox_page.bp)  # the built-in sandbox is a local tool, never served in production
     return app
+
+
+def _silent_knowledge(settings: Settings) -> SilentKnowledge:
+    """The silent knowledge version (CDS_SILENT_KNOWLEDGE), checked like the live one; a bad one stops start-up."""
+    try:
+        silent = load_silent_knowledge(settings.silent_knowledge or "", settings.thresholds_file)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"CDS_SILENT_KNOWLEDGE: {exc}") from None
+    log.info("silent knowledge version evaluated beside the live one", extra={"silent_version": silent.version})
+    return silent
 
 
 def token_verifier(settings: Settings, replay: ReplayStore) -> TokenVerifier:

@@ -134,6 +134,10 @@ SETTINGS: tuple[Setting, ...] = (
             "database.", None, None),
     Setting("THRESHOLDS_FILE", _str, "JSON file overriding clinical thresholds by name, e.g. "
             "`{\"HBA1C_UNCONTROLLED_PERCENT\": 7.5}` (defaults: `cds_service/clinical/thresholds.json`).", None, None),
+    Setting("SILENT_KNOWLEDGE", _str, "Folder of a silent knowledge version (value sets, card templates, thresholds "
+            "replacing the live files of the same name): evaluated on every call after the response is sent, its "
+            "cards recorded and never returned, compared with the live version in /analytics. See README, Silent "
+            "mode.", None, None),
     Setting("LOG_LEVEL", _log_level, "Level of the JSON log lines written to standard error.", "INFO", "INFO"),
 )
 
@@ -170,6 +174,7 @@ class Settings:
     jwks_min_refresh_seconds: int
     patient_hash_secret: str | None
     thresholds_file: str | None
+    silent_knowledge: str | None
     log_level: str
 
     @property

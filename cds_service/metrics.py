@@ -35,6 +35,9 @@ LEDGER_DEAD_LETTERS = Counter("cds_ledger_dead_letter_rows_total", "Ledger rows 
                               "content (or spool lines that could not be read), set aside in spool/dead-letter.jsonl")
 LEDGER_REPLAYED = Counter("cds_ledger_replayed_rows_total", "Ledger rows written to the database from the spool "
                           "after a database outage, a crash or a restart")
+SILENT_EVALUATIONS = Counter("cds_silent_evaluations_total", "Calls evaluated again under the silent knowledge "
+                             "version (CDS_SILENT_KNOWLEDGE), by outcome: recorded, or failed (the live answer is "
+                             "never affected)", ["outcome"])
 WORKER_REPLACEMENTS = Counter("cds_worker_replacements_total", "Workers replaced because large calls left them more "
                               "than CDS_WORKER_MEMORY_HEADROOM_MB larger than between large calls")
 LEDGER_SPOOL_FAILURES = Counter("cds_ledger_spool_failures_total", "Hook calls whose cards could not be appended to "

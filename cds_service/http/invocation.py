@@ -24,7 +24,8 @@ from cds_service.hooks.wire import decode_hook_request
 from cds_service.metrics import count_card
 from cds_service.render.cards import RenderedCard
 from cds_service.services.declaration import CdsServiceDeclaration
-from cds_service.services.runtime import Runtime
+from cds_service.services.runtime import Rerun, Runtime
+from cds_service.silent import SilentCall, SilentKnowledge, evaluate_silently
 from cds_service.storage.ledger import CALL_SOURCES, IssuedCardRow
 from cds_service.storage.models import IssuedCard
 from cds_service.storage.storable import storable
@@ -94,13 +95,16 @@ def invoke(service_id: str) -> Response:
         raise InvalidRequest(f"'hookInstance' is longer than {_HOOK_INSTANCE.type.length} characters (a UUID is 36).")
     context.hook = hook_request.hook
     extensions = app.extensions
+    silent = extensions.get("cds.silent")
     runtime = Runtime(now=extensions["cds.clock"](), thresholds=extensions["cds.thresholds"],
                       renderer=extensions["cds.renderer"], fhir_client=extensions["cds.fhir_client"],
                       fetch_policy=extensions["cds.fetch_policy"],
-                      max_draft_orders=extensions["cds.settings"].max_draft_orders)
+                      max_draft_orders=extensions["cds.settings"].max_draft_orders,
+                      rerun=Rerun() if silent is not None else None)
     cards = [card if isinstance(card, RenderedCard) else jsonio.compact(card)
              for card in service.advise(hook_request, runtime)]
     context.card_count = len(cards)
+    source = call_source(request.environ)
     if cards:
         # Recorded before the response exists: the ledger's spool has the rows before the client has the cards, and
         # a call whose rows can be recorded nowhere is answered 503 (ServiceUnavailable), not with unrecorded cards.
@@ -111,10 +115,25 @@ def invoke(service_id: str) -> Response:
         extensions["cds.ledger"].record(ledger_rows(
             cards, service.id, hook_request, runtime.now,
             patient_hasher=extensions["cds.patient_hasher"], knowledge_version=extensions["cds.knowledge_version"],
-            source=call_source(request.environ)))
+            source=source))
     for card in cards:  # counted once recorded: a call refused for want of a ledger (503) issued no card
         count_card(card["source"]["topic"]["code"])
-    return jsonify({"cards": cards})
+    response = jsonify({"cards": cards})
+    if runtime.rerun is not None and runtime.rerun.evaluate is not None:
+        _after_response(response, app, silent, SilentCall(
+            rerun=runtime.rerun, runtime=runtime, service_id=service.id, hook=hook_request.hook,
+            live_version=extensions["cds.knowledge_version"], source=source,
+            live_card_types=tuple(card["source"]["topic"]["code"] for card in cards),
+            rows=lambda silent_cards: ledger_rows(
+                silent_cards, service.id, hook_request, runtime.now, patient_hasher=extensions["cds.patient_hasher"],
+                knowledge_version=silent.version, source=source, silent=True)))
+    return response
+
+
+def _after_response(response: Response, app: Flask, knowledge: SilentKnowledge, call: SilentCall) -> None:
+    """The silent version's evaluation, once the server has sent the response and closes it."""
+    ledger, slot = app.extensions["cds.ledger"], app.extensions["cds.cpu_slot"]
+    response.call_on_close(lambda: evaluate_silently(call, knowledge, ledger, slot))
 
 
 CALL_SOURCE = "cds_service.call_source"
@@ -129,7 +148,7 @@ def call_source(environ: Mapping[str, Any]) -> str:
 
 def ledger_rows(cards: list[dict], service_id: str, hook_request: HookRequest, now: datetime, *,
                 patient_hasher: Callable[[str], str], knowledge_version: str,
-                source: str = "ehr") -> list[IssuedCardRow]:
+                source: str = "ehr", silent: bool = False) -> list[IssuedCardRow]:
     """What the ledger keeps of each card: ids, type, knowledge version, time; the patient and the user only as keyed
     hashes (the user's under a prefix of its own), and a digest of what the card said, so the report can tell the
     same card shown again from a new one. The client's hookInstance (no longer than its column, checked in `invoke`)
@@ -142,7 +161,7 @@ def ledger_rows(cards: list[dict], service_id: str, hook_request: HookRequest, n
         knowledge_version=knowledge_version,
         patient_hash=patient, issued_at=now,
         suggestions=tuple((s["uuid"], s["label"]) for s in card.get("suggestions", ())), source=source,
-        user_hash=user, content_digest=content_digest(card),
+        user_hash=user, content_digest=content_digest(card), silent=silent,
     ) for card in cards]
 
 

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -36,7 +36,7 @@ from cds_service.metrics import ledger_dead_letters, ledger_replayed, ledger_spo
 from cds_service.storage.bulk_insert import BulkInsert
 from cds_service.storage.database import is_row_fault, is_unavailable
 from cds_service.storage.database_file import DatabaseFile
-from cds_service.storage.models import IssuedCard, IssuedSuggestion
+from cds_service.storage.models import IssuedCard, IssuedSuggestion, SilentCall
 from cds_service.storage.spool import Segment, Spool
 
 log = logging.getLogger("cds_service.ledger")
@@ -56,26 +56,58 @@ class IssuedCardRow:
     source: str = "ehr"                              # who called: CALL_SOURCES
     user_hash: str | None = None                     # the user as a keyed hash (report: presentations)
     content_digest: str | None = None                # what the clinician read (report: the same card shown again)
+    silent: bool = False                             # a silent knowledge version's card: recorded, never returned
+
+
+@dataclass(frozen=True)
+class SilentCallRow:
+    """A call evaluated under the live and a silent knowledge version: the card types each gave (models.SilentCall)."""
+
+    call_uuid: str
+    service_id: str
+    hook: str
+    source: str
+    evaluated_at: datetime
+    live_version: str
+    silent_version: str
+    live_card_types: str
+    silent_card_types: str
+
+
+LedgerRow = IssuedCardRow | SilentCallRow
 
 
 CALL_SOURCES = ("ehr", "sandbox", "simulate")
 """Where a hook call came from: a CDS client over HTTP, the built-in /sandbox page, or `cds-service simulate`. The
 report counts only the first unless asked (cards nobody saw in an EHR would count as ignored)."""
 CARD_COLUMNS = ("card_uuid", "card_type", "service_id", "hook", "hook_instance", "knowledge_version", "patient_hash",
-                "issued_at", "source", "user_hash", "content_digest")
+                "issued_at", "source", "user_hash", "content_digest", "silent")
+SILENT_CALL_COLUMNS = tuple(field.name for field in fields(SilentCallRow))
 SUGGESTION_COLUMNS = ("suggestion_uuid", "card_uuid", "label")
 _LABEL_LENGTH = IssuedSuggestion.__table__.c.label.type.length
 
 
-def encode(rows: Iterable[IssuedCardRow]) -> bytes:
-    """One spool line: the call's rows as JSON arrays (orjson writes the datetimes as RFC 3339)."""
-    return orjson.dumps([[row.card_uuid, row.card_type, row.service_id, row.hook, row.hook_instance,
-                          row.knowledge_version, row.patient_hash, row.issued_at, row.suggestions, row.source,
-                          row.user_hash, row.content_digest]
-                         for row in rows], option=orjson.OPT_APPEND_NEWLINE)
+def encode(rows: Iterable[LedgerRow]) -> bytes:
+    """One spool line: the call's card rows as JSON arrays, a silent call as an object (orjson writes the datetimes as
+    RFC 3339)."""
+    return orjson.dumps([_encoded(row) for row in rows], option=orjson.OPT_APPEND_NEWLINE)
 
 
-def decode(line: bytes) -> list[IssuedCardRow]:
+def _encoded(row: LedgerRow) -> list[Any] | dict[str, Any]:
+    if isinstance(row, SilentCallRow):
+        return {"silentCall": [getattr(row, name) for name in SILENT_CALL_COLUMNS]}
+    return [row.card_uuid, row.card_type, row.service_id, row.hook, row.hook_instance, row.knowledge_version,
+            row.patient_hash, row.issued_at, row.suggestions, row.source, row.user_hash, row.content_digest,
+            row.silent]
+
+
+def _decoded_silent_call(values: list[Any]) -> SilentCallRow:
+    call_uuid, service_id, hook, source, evaluated, *rest = values
+    return SilentCallRow(call_uuid, service_id, hook, source,
+                         datetime.fromisoformat(evaluated) if evaluated is not None else evaluated, *rest)
+
+
+def decode(line: bytes) -> list[LedgerRow]:
     """The rows of a spool line; ValueError for a line that is not one (cut short by a crash, edited by hand)."""
     try:
         # A null stays null: the database, not the spool, decides whether a row is storable (and sets it aside
@@ -89,6 +121,13 @@ def decode(line: bytes) -> list[IssuedCardRow]:
                 in orjson.loads(line)]
     except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
         raise ValueError(f"not a ledger spool line ({type(exc).__name__})") from None
+
+
+def _decoded_card(values: list[Any]) -> IssuedCardRow:
+    uid, card_type, service_id, hook, hook_instance, version, patient, issued, suggestions, *later = values
+    return IssuedCardRow(uid, card_type, service_id, hook, hook_instance, version, patient,
+                         datetime.fromisoformat(issued) if issued is not None else issued,
+                         tuple((suggestion, label) for suggestion, label in suggestions), *later)
 
 
 class CardLedger:
@@ -105,7 +144,7 @@ class CardLedger:
         self.database_file = database_file or DatabaseFile(engine)
         self._lock = threading.Lock()          # record() against the writer's rotation: a segment holds _pending
         self._write_lock = threading.Lock()    # one writer turn at a time (the thread, flush(), close())
-        self._pending: list[list[IssuedCardRow]] = []
+        self._pending: list[list[LedgerRow]] = []
         self._writer: threading.Thread | None = None
         self._pid: int | None = None
         self._stopping = threading.Event()
@@ -117,11 +156,13 @@ class CardLedger:
         self._insert_cards = BulkInsert(engine, IssuedCard.__table__, CARD_COLUMNS, ignore_conflicts=True)
         self._insert_suggestions = BulkInsert(engine, IssuedSuggestion.__table__, SUGGESTION_COLUMNS,
                                               ignore_conflicts=True)
+        self._insert_silent_calls = BulkInsert(engine, SilentCall.__table__, SILENT_CALL_COLUMNS,
+                                               ignore_conflicts=True)
         atexit.register(self.close)
 
     # -- the request path -------------------------------------------------------------------------------------
 
-    def record(self, rows: list[IssuedCardRow]) -> None:
+    def record(self, rows: list[LedgerRow]) -> None:
         """Make the rows durable before the response goes out (never waits for the database while the spool takes
         them). Raises ServiceUnavailable when they can be recorded nowhere: the caller must not answer the cards."""
         if not rows:
@@ -202,7 +243,7 @@ class CardLedger:
                 self._scan_at = now + self.orphan_scan_interval
                 self._replay_all()
 
-    def _write_segment(self, segment: Segment, items: list[list[IssuedCardRow]]) -> None:
+    def _write_segment(self, segment: Segment, items: list[list[LedgerRow]]) -> None:
         rows = [row for item in items for row in item]
         if all(self._store(batch) for batch in _batches(rows, self.batch_size)):
             segment.discard()
@@ -212,7 +253,7 @@ class CardLedger:
         segment.release()
         self._enter_backlog()
 
-    def _respool(self, items: list[list[IssuedCardRow]]) -> None:
+    def _respool(self, items: list[list[LedgerRow]]) -> None:
         with self._lock:
             for item in items:
                 try:
@@ -244,7 +285,7 @@ class CardLedger:
         self._spool_bytes = max(0, self.spool.bytes_on_disk() - self.spool.current_size)
 
     def _replay(self, segment: Segment) -> bool:
-        batch: list[IssuedCardRow] = []
+        batch: list[LedgerRow] = []
         replayed = 0
         for line in segment.lines():
             try:
@@ -265,7 +306,7 @@ class CardLedger:
             log.info("ledger spool replayed", extra={"rows": replayed})
         return True
 
-    def _store(self, rows: list[IssuedCardRow]) -> bool:
+    def _store(self, rows: list[LedgerRow]) -> bool:
         """Insert the rows; False when the database is unavailable (they must stay in the spool). A row refused for
         its content is set aside and the others are written one by one."""
         try:
@@ -310,13 +351,20 @@ class CardLedger:
         except OSError as exc:
             log.error("dead letter cannot be written", extra={"error_type": type(exc).__name__})
 
-    def _insert(self, batch: list[IssuedCardRow]) -> None:
+    def _insert(self, batch: list[LedgerRow]) -> None:
+        card_rows = [row for row in batch if isinstance(row, IssuedCardRow)]
         cards = [(row.card_uuid, row.card_type, row.service_id, row.hook, row.hook_instance, row.knowledge_version,
-                  row.patient_hash, row.issued_at, row.source, row.user_hash, row.content_digest) for row in batch]
-        suggestions = [(uid, row.card_uuid, label[:_LABEL_LENGTH]) for row in batch for uid, label in row.suggestions]
+                  row.patient_hash, row.issued_at, row.source, row.user_hash, row.content_digest, row.silent)
+                 for row in card_rows]
+        suggestions = [(uid, row.card_uuid, label[:_LABEL_LENGTH]) for row in card_rows
+                       for uid, label in row.suggestions]
+        calls = [tuple(getattr(row, name) for name in SILENT_CALL_COLUMNS) for row in batch
+                 if isinstance(row, SilentCallRow)]
         with self.engine.begin() as connection:
             self._insert_cards.execute(connection, cards)
             self._insert_suggestions.execute(connection, suggestions)
+            if calls:
+                self._insert_silent_calls.execute(connection, calls)
 
     # -- operations -------------------------------------------------------------------------------------------
 
@@ -360,6 +408,6 @@ class CardLedger:
                 "lastWriteProblem": self._database_problem}
 
 
-def _batches(rows: list[IssuedCardRow], size: int) -> Iterator[list[IssuedCardRow]]:
+def _batches(rows: list[LedgerRow], size: int) -> Iterator[list[LedgerRow]]:
     for start in range(0, len(rows), size):
         yield rows[start:start + size]

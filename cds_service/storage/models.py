@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, MetaData, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Named constraints, so migrations behave the same on SQLite and PostgreSQL.
@@ -50,6 +50,25 @@ class IssuedCard(Base):
     content_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     """The user (keyed hash) and a digest of what the card said: the report counts the same card shown to the same user
     for the same patient again within a short window as one presentation (migration 0005; null before it)."""
+    silent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A card of a silent knowledge version: recorded, never returned, never in the acceptance report (0006)."""
+
+
+class SilentCall(Base):
+    """One call evaluated under both the live and a silent knowledge version (cds_service/silent.py): which card types
+    each gave, space-separated in response order. No patient or user: the report counts calls and card types."""
+
+    __tablename__ = "silent_call"
+
+    call_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(128))
+    hook: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))
+    evaluated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    live_version: Mapped[str] = mapped_column(String(64))
+    silent_version: Mapped[str] = mapped_column(String(64))
+    live_card_types: Mapped[str] = mapped_column(String(1024))
+    silent_card_types: Mapped[str] = mapped_column(String(1024))
 
 
 class IssuedSuggestion(Base):

@@ -19,9 +19,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Select, select
 
-from cds_service.storage.models import Feedback, IssuedCard, IssuedSuggestion
+from cds_service.storage.models import Feedback, IssuedCard, IssuedSuggestion, SilentCall
 
 
 @dataclass
@@ -59,19 +59,54 @@ class CardTypeStats:
 
 
 @dataclass
+class SilentCardType:
+    """One card type under the live and the silent knowledge version, over the same calls."""
+
+    card_type: str
+    live: int = 0        # calls on which the live version gave this card type
+    silent: int = 0      # calls on which the silent version would have
+    added: int = 0       # calls where only the silent version gives it
+    dropped: int = 0     # calls where only the live version does
+    live_acceptance_rate: float | None = None
+
+    def per_100(self, count: int, calls: int) -> float:
+        return round(100 * count / calls, 2) if calls else 0.0
+
+
+@dataclass
+class SilentComparison:
+    """A silent knowledge version against the live one it ran beside (cds_service/silent.py)."""
+
+    live_version: str
+    silent_version: str
+    calls: int
+    card_types: list[SilentCardType]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"liveVersion": self.live_version, "silentVersion": self.silent_version, "calls": self.calls,
+                "cardTypes": [{"cardType": row.card_type, "livePer100Calls": row.per_100(row.live, self.calls),
+                               "silentPer100Calls": row.per_100(row.silent, self.calls),
+                               "live": row.live, "silent": row.silent, "added": row.added, "dropped": row.dropped,
+                               "liveAcceptanceRate": None if row.live_acceptance_rate is None
+                               else round(row.live_acceptance_rate, 4)} for row in self.card_types]}
+
+
+@dataclass
 class FeedbackReport:
     since: datetime | None
     rows: list[CardTypeStats]
     unknown_card_feedback: int
     sources: tuple[str, ...] | None = ("ehr",)
     until: datetime | None = None
+    silent: list[SilentComparison] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {"since": self.since.isoformat() if self.since else None,
                 "until": self.until.isoformat() if self.until else None,
                 "sources": list(self.sources) if self.sources is not None else "all",
                 "cardTypes": [row.as_json() for row in self.rows],
-                "unknownCardFeedback": self.unknown_card_feedback}
+                "unknownCardFeedback": self.unknown_card_feedback,
+                "silent": [comparison.as_json() for comparison in self.silent]}
 
 
 def override_reason(system: str | None, code: str, display: str | None, declared: Mapping[str, str],
@@ -97,14 +132,15 @@ def feedback_report(engine: Engine, since: datetime | None = None, *, declared_r
     cards_query = select(IssuedCard.card_uuid, IssuedCard.card_type, IssuedCard.knowledge_version,
                          IssuedCard.issued_at, IssuedCard.hook, IssuedCard.user_hash, IssuedCard.patient_hash,
                          IssuedCard.content_digest)
-    if since is not None:
-        cards_query = cards_query.where(IssuedCard.issued_at >= since)
-    if until is not None:
-        cards_query = cards_query.where(IssuedCard.issued_at < until)
-    if sources is not None:
-        cards_query = cards_query.where(IssuedCard.source.in_(sources))
+    cards_query = _within(cards_query, IssuedCard.issued_at, IssuedCard.source, since=since, until=until,
+                          sources=sources).where(
+        IssuedCard.silent.is_(False))  # a silent card was never shown
+    calls_query = _within(select(SilentCall.live_version, SilentCall.silent_version, SilentCall.live_card_types,
+                                 SilentCall.silent_card_types),
+                          SilentCall.evaluated_at, SilentCall.source, since=since, until=until, sources=sources)
     with engine.connect() as connection:
         issued_rows = connection.execute(cards_query).all()
+        silent_calls = connection.execute(calls_query).all()
         known = set(connection.execute(select(IssuedCard.card_uuid)).scalars())
         labels = dict(connection.execute(select(IssuedSuggestion.suggestion_uuid, IssuedSuggestion.label)).all())
         feedback = connection.execute(select(Feedback.card_uuid, Feedback.outcome, Feedback.accepted_suggestions,
@@ -145,7 +181,40 @@ def feedback_report(engine: Engine, since: datetime | None = None, *, declared_r
         row.overridden += "overridden" in seen and "accepted" not in seen
         row.no_response += not seen
     ordered = sorted(stats.values(), key=lambda r: (r.card_type, r.knowledge_version))
-    return FeedbackReport(since, ordered, unknown, sources, until)
+    acceptance = {(row.card_type, row.knowledge_version): row.acceptance_rate for row in ordered if row.presentations}
+    return FeedbackReport(since, ordered, unknown, sources, until, silent_comparisons(silent_calls, acceptance))
+
+
+def _within(query: Select, when: Any, source: Any, *, since: datetime | None, until: datetime | None,
+            sources: tuple[str, ...] | None) -> Select:
+    """The query limited to [since, until) and to calls from `sources` (None: all)."""
+    if since is not None:
+        query = query.where(when >= since)
+    if until is not None:
+        query = query.where(when < until)
+    return query.where(source.in_(sources)) if sources is not None else query
+
+
+def silent_comparisons(calls: Iterable[Any], acceptance: Mapping[tuple[str, str], float]) -> list[SilentComparison]:
+    """Per (live, silent) version pair: over the calls both evaluated, how often each card type fired under each, and
+    on how many calls the silent version would add or drop it; with the live card's acceptance rate."""
+    grouped: dict[tuple[str, str], list[tuple[set[str], set[str]]]] = defaultdict(list)
+    for live_version, silent_version, live_types, silent_types in calls:
+        grouped[(live_version, silent_version)].append((set(live_types.split()), set(silent_types.split())))
+    comparisons = []
+    for (live_version, silent_version), pairs in sorted(grouped.items()):
+        rows: dict[str, SilentCardType] = {}
+        for live, silent in pairs:
+            for card_type in live | silent:
+                row = rows.setdefault(card_type, SilentCardType(card_type, live_acceptance_rate=acceptance.get(
+                    (card_type, live_version))))
+                row.live += card_type in live
+                row.silent += card_type in silent
+                row.added += card_type in silent and card_type not in live
+                row.dropped += card_type in live and card_type not in silent
+        comparisons.append(SilentComparison(live_version, silent_version, len(pairs),
+                                            sorted(rows.values(), key=lambda r: r.card_type)))
+    return comparisons
 
 
 PRESENTATION_WINDOW = timedelta(minutes=30)
@@ -210,5 +279,13 @@ def report_text(report: FeedbackReport) -> str:
         lines.append("No cards issued" + (f" since {report.since.date()}" if report.since else "")
                      + (f" before {report.until.isoformat()[:16]}" if report.until else "") + ".")
     lines.append(f"Feedback for cards not in the ledger: {report.unknown_card_feedback}")
+    for comparison in report.silent:
+        lines += ["", f"Silent knowledge {comparison.silent_version} beside live {comparison.live_version}, "
+                      f"{comparison.calls} calls (per 100 calls):",
+                  f"{'card type':24} {'live':>7} {'silent':>7} {'added':>6} {'dropped':>7} {'live acceptance':>16}"]
+        for row in comparison.card_types:
+            rate = "-" if row.live_acceptance_rate is None else f"{row.live_acceptance_rate:.0%}"
+            lines.append(f"{row.card_type:24} {row.per_100(row.live, comparison.calls):7.1f} "
+                         f"{row.per_100(row.silent, comparison.calls):7.1f} {row.added:6} {row.dropped:7} {rate:>16}")
     lines.append("Calls counted: " + (", ".join(report.sources) if report.sources is not None else "all"))
     return "\n".join(lines)
