@@ -1,10 +1,10 @@
 # syntax=docker/dockerfile:1
 # Production image: gunicorn with the production profile, as a non-root user. Build stage installs the pinned
-# dependencies and the service (its request path compiled with mypyc) into a virtual environment; the final stage
-# copies only that environment (no pip cache, no sources, no build tools).
+# dependencies and the service (the release build: its request path compiled with mypyc) into a virtual environment;
+# the final stage copies only that environment (no pip cache, no sources, no build tools).
 
 FROM python:3.11-slim-bookworm AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 CDS_SERVICE_MYPYC=1
 WORKDIR /src
 # A C compiler for the request path's modules, which setup.py compiles with mypyc (build stage only).
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*

@@ -1,10 +1,12 @@
-"""Build step beside pyproject.toml: the request path's pure-Python modules are compiled to C extensions with mypyc.
+"""Build step beside pyproject.toml: plain Python by default; with `CDS_SERVICE_MYPYC=1`, the release build, the
+request path's pure-Python modules are compiled to C extensions with mypyc (as mypy's own `MYPY_USE_MYPYC=1`).
 
-Why: a hook call's own work (reading the record, deriving facts, evaluating rules) is plain Python over dicts, and the
-interpreter's cost dominated it (bench/: patient-view at 100 resources missed its target by about a fifth). mypyc,
-the mypy project's compiler, turns these modules, as written and type-checked, into C extensions. The sources stay
-the reference; the compiler refuses a module that does not type-check, and a compiled module checks its declared
-argument types at run time.
+Why a release option: a hook call's own work (reading the record, deriving facts, evaluating rules) is plain Python
+over dicts, and compiling it takes about a quarter off a call (bench/RESULTS.md states both builds), but every
+install then needs a C compiler and a minute, an edited module needs a rebuild, and profilers cannot see inside
+compiled functions. Both builds answer the same: the sources stay the reference, the compiler refuses a module that
+does not type-check, a compiled module checks its declared argument types at run time, and a test runs every fixture
+through every hook on both and requires the same answers (tests/test_compiled.py, run by `make test-compiled`).
 
 Everything else (Flask, the HTTP layer, storage, logging, the Jinja templates the cards are rendered from) stays
 interpreted: it is either library code or gains little. `SOURCES_RECORD` keeps the SHA-256 of each compiled source,
@@ -17,9 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
-from mypyc.build import mypycify
 from setuptools import setup
 
 COMPILED = (
@@ -51,8 +53,25 @@ def record_sources(paths: tuple[str, ...]) -> None:
     SOURCES_RECORD.write_text(json.dumps(digests, indent=2, sort_keys=True) + "\n")
 
 
-record_sources(COMPILED)
+def remove_compiled() -> None:
+    """A plain build in a tree that held a compiled one (an editable install): its extensions would be imported
+    before the sources beside them, so they go, with their record."""
+    SOURCES_RECORD.unlink(missing_ok=True)
+    for path in COMPILED:
+        for extension in Path(path).parent.glob(Path(path).stem + ".*.so"):
+            extension.unlink()
+    for extension in Path().glob("cds_service__mypyc.*.so"):
+        extension.unlink()
+
+
 # The build must not depend on what else is installed: third-party packages are not read (they type as Any), and
 # the service's other modules are read for their types but not checked (they are not compiled).
 MYPY_OPTIONS = ("--no-site-packages", "--ignore-missing-imports", "--follow-imports=silent")
-setup(ext_modules=mypycify([*MYPY_OPTIONS, *COMPILED], opt_level="3", group_name="cds_service"))
+if os.environ.get("CDS_SERVICE_MYPYC") == "1":
+    from mypyc.build import mypycify
+
+    record_sources(COMPILED)
+    setup(ext_modules=mypycify([*MYPY_OPTIONS, *COMPILED], opt_level="3", group_name="cds_service"))
+else:
+    remove_compiled()
+    setup()

@@ -10,7 +10,8 @@
    100 resources: p99 <= 3x the /healthz p99 + 5 ms, zero errors).
 3. Peak resident memory (VmHWM) of each worker after 2,000-resource requests (target <= 200 MB).
 
-Writes bench/RESULTS.md (machine, versions, date) and prints it. Ratios are what to compare: absolute milliseconds
+Writes bench/RESULTS.md (the plain build) or bench/RESULTS-compiled.md (the release build, `make bench-compiled`)
+with machine, versions and date, and prints it. Ratios are what to compare: absolute milliseconds
 drift between runs on shared machines.
 """
 
@@ -284,7 +285,9 @@ def report(process_rows: list[dict], http_rows: list[dict], peaks: list[float], 
     from cds_service.compiled import compiled_modules, recorded_sources  # noqa: PLC0415
 
     record = recorded_sources()
-    built = f"{len(compiled_modules(record))} of the {len(record)} modules setup.py compiles with mypyc are compiled"
+    built = (f"release build: {len(compiled_modules(record))} of the {len(record)} modules setup.py compiles with "
+             "mypyc are compiled") if record else \
+        "plain build (interpreted; `make bench-compiled` for the release build)"
     lines = [
         "# Benchmark results", "",
         f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} with `make bench` on {os.cpu_count()} cores "
@@ -332,13 +335,15 @@ def main() -> None:
     parser.add_argument("--no-http", action="store_true", help="in-process figures only")
     parser.add_argument("--sizes", type=lambda text: tuple(int(n) for n in text.split(",")), default=SIZES,
                         help="patient sizes for the in-process figures (default 10,100,500,2000)")
-    parser.add_argument("--no-write", action="store_true", help="print the table without writing bench/RESULTS.md")
+    parser.add_argument("--no-write", action="store_true", help="print the table without writing bench/RESULTS*.md")
     args = parser.parse_args()
     process_rows = in_process(args.repetitions, args.sizes, args.rounds)
     http_rows, peaks = ([], []) if args.no_http else over_http(args.seconds)
     text = report(process_rows, http_rows, peaks, args.seconds)
     if not args.no_write:
-        (ROOT / "bench" / "RESULTS.md").write_text(text)
+        from cds_service.compiled import recorded_sources  # noqa: PLC0415
+
+        (ROOT / "bench" / ("RESULTS-compiled.md" if recorded_sources() else "RESULTS.md")).write_text(text)
     print(text)
 
 

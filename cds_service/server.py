@@ -53,8 +53,8 @@ def retire(worker: Any, resident: int, floor: int, headroom: int) -> None:
     (`worker_exit` writes its ledger); the master forks a fresh one."""
     if worker.alive:
         log.warning("worker left larger than its memory headroom by large calls: replacing it after its calls "
-                    "in flight", extra={"resident_mb": resident >> 20, "floor_mb": floor >> 20,
-                                        "headroom_mb": headroom >> 20})
+                    "in flight", extra={"resident_mb": round(resident / 2**20, 1),
+                                        "floor_mb": round(floor / 2**20, 1), "headroom_mb": headroom >> 20})
         from cds_service.metrics import WORKER_REPLACEMENTS  # noqa: PLC0415 (after multiprocess metrics are set up)
 
         WORKER_REPLACEMENTS.inc()

@@ -474,5 +474,5 @@ def test_a_worker_left_larger_than_its_headroom_is_replaced_losing_no_call(tmp_p
     records = [orjson.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
     retired = [r for r in records if r["message"].startswith("worker left larger than its memory headroom")]
     assert retired  # the fresh worker may be replaced in turn by the large calls sent before the loop saw it
-    assert all(r["level"] == "WARNING" and r["headroom_mb"] == 1 and r["resident_mb"] - r["floor_mb"] > 1
-               for r in retired)
+    assert all(r["level"] == "WARNING" and r["headroom_mb"] == 1 and r["resident_mb"] - r["floor_mb"] > 0.9
+               for r in retired)  # over 1 MB, each figure rounded to 0.1 MB

@@ -4,6 +4,7 @@ never returned, and the report compares the two versions per card type."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from datetime import UTC, datetime
@@ -171,8 +172,12 @@ def test_order_hooks_are_compared_too_and_the_report_filters_by_source(pair):
 
 def test_a_failing_silent_evaluation_never_touches_the_live_answer(pair, caplog, monkeypatch):
     live, with_silent = pair(thresholds={"PERSISTENT_DAYS": 60})
-    renderer = with_silent.extensions["cds.silent"].renderer
-    monkeypatch.setattr(renderer, "render", lambda *args, **kwargs: 1 / 0)
+    class BrokenRenderer:
+        def render(self, *args, **kwargs):
+            return 1 / 0
+
+    monkeypatch.setitem(with_silent.extensions, "cds.silent",
+                        dataclasses.replace(with_silent.extensions["cds.silent"], renderer=BrokenRenderer()))
     with caplog.at_level(logging.ERROR, logger="cds_service.silent"):
         cards, _ = call(with_silent, "01")
     assert without_uuids(cards) == without_uuids(call(live, "01")[0])
