@@ -5,9 +5,8 @@ microseconds); a response needs about ten ids. Random bytes are read from the OS
 kernel's CSPRNG — and the block is discarded in a forked child, so gunicorn workers never hand out the same ids.
 
 Card and suggestion uuids are the primary keys of the issued-card ledger. Random keys land on a random page of each
-key index, so every batch the ledger commits rewrites pages all over the file: at 200,000 issued cards a 48-card
-batch cost 4.7 ms of CPU with random keys against 1.5 ms with time-ordered ones (SQLite, through the ledger's own
-insert), and the gap grows with the table. Version 7 (RFC 9562 §5.7) puts the Unix time in milliseconds first and
+key index, so every batch the ledger commits rewrites pages all over the file, and its cost grows with the table
+(bench/DECISIONS.md). Version 7 (RFC 9562 §5.7) puts the Unix time in milliseconds first and
 74 random bits after it, so new keys go to the end of the index. The standard library has `uuid.uuid7()` only from
 Python 3.14; the few lines here keep the fork-safe random source above.
 """

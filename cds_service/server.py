@@ -38,8 +38,8 @@ def freeze_start_up() -> None:
 
     The decoded prefetch of a 100-resource request is more than 700 container objects, all alive until the response
     is built, so with CPython's default threshold every such request set off a young collection that traced them
-    all to free a handful: 2.5 % of the request's time (timed with `gc.callbacks`; 0.2 % at 10,000). All a request
-    leaves to the collector is a few small reference cycles (werkzeug's URL matcher makes one, about 0.7 KB), so
+    all to free a handful (timed with `gc.callbacks`: bench/DECISIONS.md). All a request leaves to the collector is a
+    few small reference cycles (werkzeug's URL matcher makes one, under a kilobyte), so
     collecting ten times less often keeps under a megabyte more between collections.
     """
     gc.collect()

@@ -42,7 +42,7 @@ class Evaluation:
 def prepare() -> None:
     """Build now what the core would otherwise build on first use: the value sets' lookup index, the medication
     ingredient patterns, the suggestion catalogue. The app calls this at start-up, before gunicorn forks its
-    workers, so that no worker's first hook call pays for it (about 20 ms)."""
+    workers, so that no worker's first hook call pays for it (bench/DECISIONS.md)."""
     prepare_lookup()
     prepare_ingredient_patterns()
     suggestion_catalogue()

@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 import orjson
 
-# CDS Hooks 2.0 tokens for patient-view / order-select / order-sign (conformance checklist §4.1, T-1..T-3).
+# CDS Hooks 2.0 tokens for patient-view / order-select / order-sign (CDS Hooks 2.0, 'Prefetch tokens').
 TOKEN_2_0 = re.compile(
     r"\{\{(context\.(userId|patientId|encounterId)|userPractitionerId|userPractitionerRoleId|userPatientId"
     r"|userRelatedPersonId)\}\}"

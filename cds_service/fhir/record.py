@@ -1,7 +1,7 @@
 """PatientRecord: the patient's FHIR data as plain values, after the validity filters of clinical-rules §2.2.
 
 Built from prefetch values (searchset Bundles, single resources, `null`) that are already parsed JSON dicts: no
-fhir.resources validation runs here (it costs about 0.3 ms per resource; see performance-notes.md). Every accessor is
+fhir.resources validation runs here (it costs more than the rest of a call: bench/DECISIONS.md). Every accessor is
 defensive: a missing or odd field makes an entry unknown or drops it, never raises, and never counts as evidence.
 OperationOutcome entries and resources of types the rules do not read are skipped.
 """
@@ -85,7 +85,7 @@ def body_site_text(resource: Resource) -> str:
 
 # Entries (and the other records built for every request, here and in the clinical core) are plain classes, not frozen
 # ones, and write their __init__ out. The one the dataclass decorator generates runs interpreted even in a compiled
-# module (setup.py): about 3,000 instructions per object more than a compiled one, and a frozen dataclass's sets each
+# module (setup.py's release build; bench/DECISIONS.md), and a frozen dataclass's sets each
 # field through object.__setattr__ besides. Nothing assigns to them after __init__.
 @dataclass(slots=True)
 class ConditionEntry:

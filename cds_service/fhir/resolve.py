@@ -1,6 +1,6 @@
 """Prefetch resolution: which data the request carries, which the service fetches, and what stays unavailable.
 
-The four cases of a prefetch key (conformance checklist P2-P9): absent — fetch it; `null` — no data, do not fetch;
+The four cases of a prefetch key (CDS Hooks 2.0, 'Prefetch'): absent — fetch it; `null` — no data, do not fetch;
 a resource or Bundle — use it, and fetch its further pages (`next`); an OperationOutcome at top level or as an error
 entry, or a resource of another type than the template asks for (a Patient under a search key) — the client failed,
 fetch it if possible, and if not the data is unavailable (412 for a required key), never an empty record. A

@@ -1,7 +1,7 @@
 """The context of each hook the service answers, as published in the HL7 CDS Hooks Library.
 
-patient-view 1.0, order-select 1.0.2, order-sign 1.1.0 (see the conformance checklist §8). Each field says whether it
-is required, what shape it has, and whether it may be used as a prefetch token (`{{context.<name>}}`).
+Hook versions patient-view 1.0, order-select 1.0.2, order-sign 1.1.0. Each field says whether it is required, what
+shape it has, and whether it may be used as a prefetch token (`{{context.<name>}}`).
 """
 
 from __future__ import annotations

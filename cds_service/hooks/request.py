@@ -1,6 +1,6 @@
 """The CDS Hooks 2.0 request: checked once, then handed on as a plain, immutable value.
 
-The checks are the ones the specification makes REQUIRED (conformance checklist §3.1, R4, P9, cds-r-1); everything
+The checks are the ones the specification makes REQUIRED (CDS Hooks 2.0, 'HTTP Request'); everything
 else a client may send (unknown fields, `extension`) is ignored, so clients of later versions still work. The body
 is not re-walked: prefetch values are only checked for being `null` or an object with a `resourceType`.
 """

@@ -46,7 +46,7 @@ def find_service(service_id: str, app: Flask | None = None) -> CdsServiceDeclara
 def read_json_body(parse: Callable[[bytes], Any] = jsonio.loads) -> Any:
     """The request body parsed as JSON (by `parse`): 415 for a non-JSON media type, 413 over the limit, 400 if
     malformed."""
-    current = request._get_current_object()  # one proxy lookup for the reads below (each costs about 1 us)
+    current = request._get_current_object()  # one proxy lookup for the reads below, not one each
     mimetype = current.mimetype
     # Any JSON media type is accepted (application/json, application/fhir+json, with or without charset). A missing
     # Content-Type is tolerated; a declared non-JSON type is refused.
@@ -108,10 +108,9 @@ def invoke(service_id: str) -> Response:
     if cards:
         # Recorded before the response exists: the ledger's spool has the rows before the client has the cards, and
         # a call whose rows can be recorded nowhere is answered 503 (ServiceUnavailable), not with unrecorded cards.
-        # The rows are built here (a few microseconds) and the writer gets only them. Handing it the request to build
-        # them later kept every request's decoded prefetch alive for up to a flush interval (most likely the cost is
-        # the memory this keeps touching, and the live objects the collector traces): over HTTP at 8 connections it
-        # cost about a quarter of the throughput and 10 ms of p99 (bench/).
+        # The rows are built here and the writer gets only them. Handing it the request to build them later kept every
+        # request's decoded prefetch alive for up to a flush interval (most likely the cost is the memory this keeps
+        # touching, and the live objects the collector traces), which cost throughput and p99 (bench/DECISIONS.md).
         extensions["cds.ledger"].record(ledger_rows(
             cards, service.id, hook_request, runtime.now,
             patient_hasher=extensions["cds.patient_hasher"], knowledge_version=extensions["cds.knowledge_version"],

@@ -1,4 +1,4 @@
-"""Findings to CDS Hooks 2.0 cards, from the templates in cards/ (conformance checklist §5).
+"""Findings to CDS Hooks 2.0 cards, from the templates in cards/ (CDS Hooks 2.0, 'CDS Service Response').
 
 Every card gets a fresh uuid, an indicator from the catalogue, a summary under 140 characters, a markdown detail that
 cites its evidence with dates, `source.topic` naming its card type, links to the guideline, override reasons, and its

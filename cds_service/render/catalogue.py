@@ -100,7 +100,7 @@ class CardTemplateEnvironment(SandboxedEnvironment):
     """The sandbox card templates render in, with each template's globals one plain dict.
 
     Jinja gives every template a ChainMap over the environment's globals, so that globals changed later still show;
-    every render then lists that ChainMap's keys in Python (about 2.4 us of a 5 us context, six contexts a request).
+    every render then lists that ChainMap's keys in Python, about half of building a context (bench/DECISIONS.md).
     Nothing here changes globals once the catalogue is loaded, which is when Jinja asks for it too.
     """
 

@@ -1,9 +1,9 @@
 """Suggestions as draft FHIR ServiceRequests, each validated with fhir.resources (R4B) before it is sent.
 
-Validation costs about 0.3 ms per resource. A suggestion's structure depends only on its template and the evidence
-codes, not on the patient, so a validated shape is remembered (keyed by the resource with a placeholder subject): the
-first request pays, later ones reuse the result. The patient id itself was checked against the FHIR id pattern when
-the request arrived.
+Validation costs more than the rest of a card (bench/DECISIONS.md). A suggestion's structure depends only on its
+template and the evidence codes, not on the patient, so a validated shape is remembered (keyed by the resource with a
+placeholder subject): the first request pays, later ones reuse the result. The patient id itself was checked against
+the FHIR id pattern when the request arrived.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def invalid_orders(catalogue: Catalogue) -> list[str]:
 
     Run at start-up, so that an invalid order fails the start rather than being dropped from every card that suggests
     it; it also brings in fhir.resources' ServiceRequest model and the models it refers to, which the first request
-    of every worker would otherwise import (about 20 ms)."""
+    of every worker would otherwise import."""
     keys = [(key, "study") for key in catalogue.studies] + [(key, "order") for key in catalogue.orders]
     return [key for key, kind in keys
             if (resource := service_request(Suggestion(key, kind), catalogue, "start-up", [])) is None

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from cds_service.storage.models import SeenToken
 
 # Built once and run with parameters: `insert(...).values(...)` per call made SQLAlchemy build and key a new statement
-# every time, 200 us of each authenticated request against 80-120 us this way.
+# every time, about twice this way's cost per authenticated request (bench/DECISIONS.md).
 _RECORD = insert(SeenToken)
 
 

@@ -12,11 +12,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 class BulkInsert:
     """An INSERT compiled once for the engine's dialect, run as one DBAPI `executemany` per batch.
 
-    `connection.execute(insert(table), dicts)` processes each row's parameters in Python: for a batch of 100 cards and
-    200 suggestions, 3.5 ms of the writer's CPU time, held under the GIL the request thread needs. Here each row goes
-    through its columns' own bind processors (so values are stored exactly as SQLAlchemy would store them and reads
-    them back) into the shape the driver takes: tuples for positional parameters (sqlite3), dicts for named ones
-    (psycopg).
+    `connection.execute(insert(table), dicts)` processes each row's parameters in Python: for a batch of cards and
+    suggestions, most of the writer's CPU time, held under the GIL the request thread needs (bench/DECISIONS.md).
+    Here each row goes through its columns' own bind processors (so values are stored exactly as SQLAlchemy would
+    store them and reads them back) into the shape the driver takes: tuples for positional parameters (sqlite3),
+    dicts for named ones (psycopg).
     """
 
     def __init__(self, engine: Engine, table: Table, columns: Sequence[str], *, ignore_conflicts: bool = False) -> None:

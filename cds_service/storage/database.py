@@ -31,8 +31,8 @@ def create_database_engine(url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            # SQLite's recommended pairing with WAL: a commit no longer waits for fsync (3 ms of each ledger batch,
-            # and of each request's replay-store insert, on these machines). The database stays consistent after any
+            # SQLite's recommended pairing with WAL: a commit no longer waits for fsync (most of each ledger batch,
+            # and of each request's replay-store insert: bench/DECISIONS.md). The database stays consistent after any
             # crash; a power loss may undo the last commits (cards issued, tokens seen in the last moments).
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={busy_ms}")

@@ -14,8 +14,8 @@ class PatientHasher:
         if len(secret) < 16:
             raise ValueError("the patient hash secret must be at least 16 bytes")
         # Keyed once; each call copies the keyed state. The one-shot `hmac.digest(key, msg, "sha256")` looks the digest
-        # up by name in OpenSSL on every call: fast in a loop (5 us), but measured at 55-65 us per request inside the
-        # service, against 9-15 us for the copy.
+        # up by name in OpenSSL on every call: fast in a loop, but several times the copy's cost per request inside the
+        # service (bench/DECISIONS.md).
         self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
 
     def __call__(self, patient_id: str) -> str:
