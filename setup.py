@@ -31,6 +31,7 @@ COMPILED = (
     "cds_service/terminology/valuesets.py",
     "cds_service/hooks/request.py",
     "cds_service/clinical/model.py",
+    "cds_service/clinical/medications.py",
     "cds_service/clinical/facts.py",
     "cds_service/clinical/rules.py",
     "cds_service/clinical/orders.py",

@@ -48,7 +48,7 @@ SIZES = (10, 100, 500, 2000)
 
 def _body(size: int, hook: str) -> bytes:
     from cds_service.fhir.prefetch import PATIENT_RECORD  # noqa: PLC0415
-    from cds_service.fhir.search import prefetch_for  # noqa: PLC0415
+    from cds_service.sandbox.search import prefetch_for  # noqa: PLC0415
 
     resources = patient(size)
     context: dict = {"userId": "Practitioner/bench", "patientId": "bench-1"}

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from cds_service.fhir.dateroll import roll
-from cds_service.fhir.search import prefetch_for
+from cds_service.sandbox.dateroll import roll
+from cds_service.sandbox.search import prefetch_for
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fhir_fixtures"
 

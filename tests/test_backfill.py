@@ -13,9 +13,9 @@ import requests
 import responses
 
 from cds_service.fhir.resolve import resolve_prefetch
-from cds_service.fhir.search import execute, searchset
 from cds_service.fixtures import load_fixtures, suggested_codes
 from cds_service.hooks.request import parse_hook_request
+from cds_service.sandbox.search import execute, searchset
 from cds_service.services import patient_view
 from tests.issuer import LOCAL_ROOT, Issuer, bearer, trusted_issuers_file
 from tests.support import assert_operation_outcome

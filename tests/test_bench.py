@@ -23,7 +23,7 @@ from bench.run import _worker_pids, _workers_cpu_seconds, parse_wrk, report
 from cds_service.compiled import recorded_sources
 from cds_service.fhir.prefetch import PATIENT_RECORD
 from cds_service.fhir.record import resources_in
-from cds_service.fhir.search import prefetch_for
+from cds_service.sandbox.search import prefetch_for
 from tests.support import hook_request
 
 FBSS = "Persistent/recurrent lumbar symptoms 42 weeks after spine surgery (possible FBSS) — imaging recommended"

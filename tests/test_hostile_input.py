@@ -270,7 +270,7 @@ def test_sql_parameters_never_appear_in_a_database_error(app):
 
 def test_caches_keyed_by_request_content_do_not_keep_oversized_keys():
     """Memory bounded by the caches' sizes, not by what requests carry: long values are answered, never kept."""
-    from cds_service.clinical.facts import drug_class_cache, opioid_match  # noqa: PLC0415
+    from cds_service.clinical.medications import drug_class_cache, opioid_match  # noqa: PLC0415
     from cds_service.fhir import dates  # noqa: PLC0415
     from cds_service.hooks.draft_orders import _validate_cached, _validation_problem  # noqa: PLC0415
     from cds_service.terminology.valuesets import string_members_for, terminology  # noqa: PLC0415

@@ -11,8 +11,8 @@ import pytest
 from pydantic import BaseModel
 
 from cds_service.fhir.prefetch import PATIENT_RECORD
-from cds_service.fhir.search import prefetch_for
 from cds_service.fixtures import find_fixture
+from cds_service.sandbox.search import prefetch_for
 from cds_service.services import order_select
 from tests.clinical.builders import E
 from tests.clinical.test_hot_path import synthetic_patient

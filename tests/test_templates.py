@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.fhir.search import render_template
+from cds_service.fhir.prefetch import render_template
 
 
 @pytest.mark.parametrize(("template", "context", "expected"), [

@@ -20,9 +20,9 @@ from cds_service.clinical import evaluate, load_thresholds
 from cds_service.fhir.prefetch import PATIENT_RECORD
 from cds_service.fhir.record import build_record, resources_in
 from cds_service.fhir.resolve import client_failed
-from cds_service.fhir.search import prefetch_for
 from cds_service.fixtures import load_fixtures
 from cds_service.hooks.wire import RESOURCE_FIELDS, decode_hook_request, decode_slim
+from cds_service.sandbox.search import prefetch_for
 from cds_service.services.patient_data import this_patients
 from tests.clinical.builders import E, code, day, patient
 from tests.clinical.test_properties import _JSON, BASES, UNRELATED, _mutilate

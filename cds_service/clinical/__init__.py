@@ -4,7 +4,7 @@ No Flask, no I/O and no clock inside: `evaluate(record, now, thresholds)` return
 """
 
 from cds_service.clinical.engine import Evaluation, evaluate, evaluate_orders
-from cds_service.clinical.facts import reads_medication
 from cds_service.clinical.knowledge import Thresholds, load_thresholds
+from cds_service.clinical.medications import reads_medication
 
 __all__ = ["Evaluation", "Thresholds", "evaluate", "evaluate_orders", "load_thresholds", "reads_medication"]

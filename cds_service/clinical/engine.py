@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from cds_service.clinical.facts import Facts, derive_facts, prepare_ingredient_patterns, read_from
+from cds_service.clinical.facts import Facts, derive_facts, read_from
 from cds_service.clinical.knowledge import Thresholds, suggestion_catalogue
+from cds_service.clinical.medications import prepare_ingredient_patterns
 from cds_service.clinical.model import Finding
 from cds_service.clinical.orders import OrderItem, evaluate_order_rules
 from cds_service.clinical.rules import evaluate_rules

@@ -8,18 +8,22 @@ their attributes (region, subset, role, kind, study, modality) decide, not Pytho
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from cds_service.clinical.knowledge import Thresholds
-from cds_service.clinical.model import REGIONS, Evidence, Surgery
+from cds_service.clinical.medications import (
+    OpioidTherapy,
+    analgesic_exposure,
+    classify_medications,
+    long_term_opioid,
+)
+from cds_service.clinical.model import REGIONS, Evidence, Surgery, coded_evidence
 from cds_service.fhir.dates import days_between
 from cds_service.fhir.record import (
     ConditionEntry,
-    MedicationEntry,
     ObservationEntry,
     OrderOrStudy,
     PatientRecord,
@@ -29,7 +33,6 @@ from cds_service.fhir.record import (
 from cds_service.terminology.valuesets import (
     Member,
     ValueSet,
-    canonical_system,
     terminology,
     value_set,
     value_sets,
@@ -57,14 +60,6 @@ def modality_in_words(words: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def _evidence(reference: str, what: str, coding: Mapping[str, Any], member: Member, when: datetime | None,
-              *, value: str | None = None) -> Evidence:
-    code = coding.get("code")
-    display = coding.get("display") if isinstance(coding.get("display"), str) else None
-    return Evidence(reference, what, canonical_system(coding.get("system")), code if isinstance(code, str) else None,
-                    display or member.display, when, value)
-
-
 def _matched(vs: ValueSet, entries: Iterable[Any]) -> Iterator[tuple[Any, Mapping[str, Any], Member]]:
     """(entry, coding, member) for each entry whose code is in the value set (as ValueSet.match finds them), from the
     entry's looked-up codings."""
@@ -74,16 +69,6 @@ def _matched(vs: ValueSet, entries: Iterable[Any]) -> Iterator[tuple[Any, Mappin
             yield entry, hit[0], hit[1]
 
 
-@dataclass(frozen=True)
-class OpioidTherapy:
-    """F8: long-term opioid therapy, with the records of the continuous exposure (or the Z79.891 diagnosis)."""
-
-    evidence: tuple[Evidence, ...]
-    days: int | None
-    opioid_use_disorder_treatment: bool
-
-
-# Built for every request: not frozen, __init__ written out (why: above ConditionEntry in fhir/record.py).
 @dataclass
 class RegionFacts:
     """The facts that depend on a spine region (F1-F6, F10, F16, F17 for that region)."""
@@ -270,7 +255,7 @@ def derive_facts(record: PatientRecord, now: datetime, thresholds: Thresholds) -
     post_op_days = days_between(last.date, now) if last and last.date else None
 
     pain_scores = _pain_scores(observations, now, t, symptom_regions, last)
-    medications = _classify_medications(record)
+    medications = classify_medications(record)
     shared = _Shared(current, conditions, pain_scores, last, _imaging(record), now, t)
     neuro = _neuro_deficit(current, symptom_regions, bool(surgeries))
     regions = {region: _region_facts(region, tuple(s for s in surgeries if region in s.regions), shared)
@@ -288,10 +273,10 @@ def derive_facts(record: PatientRecord, now: datetime, thresholds: Thresholds) -
         deformity=tuple(ev for _, ev, _m in current.get("VS-09", ())),
         alt_generators=tuple(ev for _, ev, m in current.get("VS-10", ()) if not m.has("role", "supporting")),
         scs_present=_scs_present(record, current),
-        long_term_opioid=_long_term_opioid(medications, current, now, t),
+        long_term_opioid=long_term_opioid(medications, current, now, t),
         pain_scores=tuple((value, ev) for value, ev, _ in pain_scores),
         care_events=_care_events(record),
-        analgesic_exposure=_analgesic_exposure(medications, now),
+        analgesic_exposure=analgesic_exposure(medications, now),
         conditions_by_vs=conditions,
         current_by_vs=current,
         observations_by_vs=observations,
@@ -299,7 +284,7 @@ def derive_facts(record: PatientRecord, now: datetime, thresholds: Thresholds) -
         age=_age(record, now),
         neuro_regions=_neuro_regions(neuro),
         active_substance_use=tuple(ev for _, ev, m in current.get("VS-21", ()) if m.has("subset", "active")),
-        open_spine_referrals=tuple(_evidence(e.reference, "spine-surgeon referral", coding, m, e.date)
+        open_spine_referrals=tuple(coded_evidence(e.reference, "spine-surgeon referral", coding, m, e.date)
                                    for e, coding, m in _matched(value_set("VS-REFERRAL"), record.service_requests)
                                    if e.resource.get("status") == "active" and is_spine_referral(e.resource)),
     )
@@ -372,7 +357,7 @@ def _by_value_set(entries: Iterable[Any], vs_ids: tuple[str, ...], when: str) ->
                 if seen is None:
                     seen = set()
                 seen.add(member.value_set)
-                found.append((entry, _evidence(entry.reference, member.display, coding, member,
+                found.append((entry, coded_evidence(entry.reference, member.display, coding, member,
                                                getattr(entry, when)), member))
     return {vs_id: tuple(items) for vs_id, items in out.items()}
 
@@ -397,7 +382,7 @@ def _surgeries(record: PatientRecord, conditions: Mapping[str, tuple]) -> tuple[
         regions = frozenset(member.attributes.get("region", REGIONS))
         if len(regions) > 1:
             regions = (regions_in_words(entry.body_site) & regions) or regions
-        found.append(Surgery(_evidence(entry.reference, "spine surgery", coding, member, entry.performed),
+        found.append(Surgery(coded_evidence(entry.reference, "spine surgery", coding, member, entry.performed),
                              entry.performed, regions, frozenset(member.attributes.get("kind", ()))))
     if found:
         return tuple(found)
@@ -585,7 +570,7 @@ def _imaging(record: PatientRecord) -> tuple[tuple[OrderOrStudy, Evidence, str, 
         if modality == "unknown":
             continue
         what = f"{modality} {'/'.join(sorted(regions))}"
-        out.append((entry, _evidence(entry.reference, what, coding, member, entry.date), modality, regions,
+        out.append((entry, coded_evidence(entry.reference, what, coding, member, entry.date), modality, regions,
                     member.first("contrast")))
     return tuple(out)
 
@@ -604,7 +589,7 @@ def _scs_present(record: PatientRecord, current: Mapping[str, tuple]) -> tuple[E
     """F15: a stimulator in place: a pulse-generator implantation or a current presence code (Z96.82), not cleared by
     a removal dated after it. A lead alone (63650, also the code of a trial) is not a device in place."""
     vs = value_set("VS-18")
-    present = [_evidence(e.reference, "spinal cord stimulator", coding, member, e.performed)
+    present = [coded_evidence(e.reference, "spinal cord stimulator", coding, member, e.performed)
                for e, coding, member in _matched(vs, record.procedures) if member.has("subset", "generator")]
     present += [ev for _, ev, m in current.get("VS-18", ()) if m.has("subset", "presence")]
     removals = [e.performed for e, _, member in _matched(vs, record.procedures)
@@ -615,240 +600,11 @@ def _scs_present(record: PatientRecord, current: Mapping[str, tuple]) -> tuple[E
     return tuple(ev for ev in present if ev.date is None or ev.date > last_removal)
 
 
-_Hit = tuple[Mapping[str, Any] | None, Member | None]
-_OpioidHit = tuple[Mapping[str, Any] | None, Member]  # an opioid is always matched to a member
-
-
-def opioid_match(concept: Any) -> _OpioidHit | None:
-    """An opioid medication concept: by code (VS-19 products or ingredients), else by an ingredient named in its text
-    (then the coding is None). Used for medication records (F7, F8) and for draft orders (O4)."""
-    return _drug_class(_concept_key(concept))[0]
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _concept_key(concept: Any) -> tuple | None:
-    """What classification reads of a CodeableConcept (its text and each coding's system, code and display), as a
-    hashable key. Values are kept as written (the readers ignore what is not a string); a value that cannot be
-    hashed (an object or array where a string belongs) is read as absent."""
-    if not isinstance(concept, dict):
-        return None
-    codings = concept.get("coding")
-    key = (concept.get("text"),
-           tuple([(c.get("system"), c.get("code"), c.get("display")) for c in codings if isinstance(c, dict)])
-           if isinstance(codings, list) else ())
-    try:
-        hash(key)
-    except TypeError:
-        return (_text(key[0]), tuple((_text(s), _text(c), _text(d)) for s, c, d in key[1]))
-    return key
-
-
-_CACHED_KEY_CHARS = 512  # a concept longer than this (in its strings) is classified every time, not remembered
-
-
-def _drug_class(key: tuple | None) -> tuple[_OpioidHit | None, _Hit | None]:
-    """`_classify_drug`, remembered for the concepts charts repeat. Only short keys are kept, so the cache holds at
-    most 4,096 keys of 512 characters whatever the requests carry."""
-    if key is not None and _key_chars(key) > _CACHED_KEY_CHARS:
-        return _classify_drug(key)
-    return drug_class_cache()(key)
-
-
-def drug_class_cache() -> Callable[[tuple | None], tuple[_OpioidHit | None, _Hit | None]]:
-    """`_classify_drug` remembered, one cache per value-set version (a silent version classifies with its own)."""
-    return terminology().derived("drug-class", lambda: lru_cache(maxsize=4096)(_classify_drug))
-
-
-def _key_chars(key: tuple) -> int:
-    text, codings = key
-    total = len(text) if isinstance(text, str) else 0
-    for coding in codings:
-        for value in coding:
-            if isinstance(value, str):
-                total += len(value)
-    return total
-
-
-def _classify_drug(key: tuple | None) -> tuple[_OpioidHit | None, _Hit | None]:
-    """(opioid hit, non-opioid analgesic hit) for a medication concept, each as (coding or None when matched by an
-    ingredient named in the text, member). Depends on the concept only, so it is remembered per distinct concept:
-    charts repeat the same drugs, and most of a medication list is neither kind."""
-    if key is None:
-        return None, None
-    text, codings = key
-    concept = {"text": text, "coding": [{"system": s, "code": c, "display": d} for s, c, d in codings]}
-    hit = value_set("VS-19").match(concept)
-    if hit is not None and (hit[1].has("subset", "product") or hit[1].has("subset", "ingredient")):
-        return hit, None
-    words = codeable_text(concept)
-    member = _ingredient_by_name("VS-19", words)
-    if member is not None:
-        return (None, member), None
-    hit = value_set("VS-20").match(concept)
-    if hit is not None:
-        return None, hit
-    return None, ((None, None) if _ingredient_by_name("VS-20", words) is not None else None)
-
-
-def reads_medication(concept: Any) -> bool:
-    """Whether a rule reads a medication with this concept: an opioid or another analgesic, by code or by an
-    ingredient named in its text (F7, F8). Any other drug is never evidence, so the record can leave it out."""
-    return _drug_class(_concept_key(concept)) != (None, None)
-
-
-def _classified_evidence(entry: MedicationEntry, what: str, hit: _Hit) -> Evidence:
-    coding, member = hit
-    if coding is None or member is None:
-        return Evidence(entry.reference, what, None, None, codeable_text(entry.code), entry.start)
-    return _evidence(entry.reference, what, coding, member, entry.start)
-
-
-_WORD = re.compile(r"\w+")
-_MEDICATION_VALUE_SETS = ("VS-19", "VS-20")  # opioids and other analgesics, also read by ingredient name
-
-
-def _ingredient_patterns(vs_id: str) -> tuple[frozenset[str] | None, tuple[tuple[re.Pattern[str], Member], ...]]:
-    """Whole-word ingredient names of a medication value set (`\\bcodeine\\b` does not match dihydrocodeine), with
-    the first word of each name: a text holding none of those words names no ingredient, and most texts (every
-    non-opioid drug's) are passed over with one set lookup instead of a search per name. Built once per value-set
-    version."""
-    return terminology().derived(("ingredients", vs_id), lambda: _compile_ingredient_patterns(vs_id))
-
-
-def _compile_ingredient_patterns(vs_id: str) -> tuple[frozenset[str] | None,
-                                                      tuple[tuple[re.Pattern[str], Member], ...]]:
-    names = [(name, member) for member in value_set(vs_id).with_attribute("subset", "ingredient")
-             if (name := member.first("ingredient"))]
-    first_words = {words[0] for name, _ in names if (words := _WORD.findall(name.lower())) and name[0].isalnum()}
-    usable = len(first_words) > 0 and all(name[:1].isalnum() for name, _ in names)
-    return (frozenset(first_words) if usable else None,
-            tuple((re.compile(rf"(?i)\b{re.escape(name)}\b"), member) for name, member in names))
-
-
-def prepare_ingredient_patterns() -> None:
-    """Compile the ingredient-name patterns of the medication value sets now (at start-up): the first request that
-    reads a medication by its text would otherwise compile a few dozen regular expressions."""
-    for vs_id in _MEDICATION_VALUE_SETS:
-        _ingredient_patterns(vs_id)
-    drug_class_cache()
-
-
-def _ingredient_by_name(vs_id: str, text: str) -> Member | None:
-    """The text fallback for a medication without a known code: an ingredient named in its text or display (the
-    first member, in value-set order, whose name the text holds)."""
-    if not text:
-        return None
-    first_words, patterns = _ingredient_patterns(vs_id)
-    if first_words is not None and first_words.isdisjoint(_WORD.findall(text.lower())):
-        return None
-    return next((member for pattern, member in patterns if pattern.search(text)), None)
-
-
-# Built for every request: not frozen, __init__ written out (why: above ConditionEntry in fhir/record.py).
-@dataclass(slots=True)
-class _Medication:
-    """A medication record classified once: as an opioid (VS-19, with its member), else as a non-opioid analgesic."""
-
-    entry: MedicationEntry
-    opioid: tuple[Evidence, Member | None] | None
-    analgesic: Evidence | None
-
-    def __init__(self, entry: MedicationEntry, opioid: tuple[Evidence, Member | None] | None,
-                 analgesic: Evidence | None) -> None:
-        self.entry = entry
-        self.opioid = opioid
-        self.analgesic = analgesic
-
-
-def _classify_medications(record: PatientRecord) -> tuple[_Medication, ...]:
-    classified = []
-    for entry in record.medications:
-        opioid, analgesic = _drug_class(_concept_key(entry.code))
-        if opioid is not None:
-            classified.append(_Medication(entry, (_classified_evidence(entry, "opioid", opioid), opioid[1]), None))
-        elif analgesic is not None:
-            classified.append(_Medication(entry, None, _classified_evidence(entry, "analgesic", analgesic)))
-    return tuple(classified)
-
-
-def _moud_ingredients() -> frozenset[str]:
-    return terminology().derived("moud", lambda: frozenset(
-        name for member in value_set("VS-19").with_attribute("moud", "with-opioid-use-disorder")
-        if (name := member.first("ingredient"))))
-
-
-def is_moud(member: Member | None, opioid_use_disorder: bool) -> bool:
-    """Medication for opioid use disorder (MOUD): buprenorphine with naloxone or sublingual buprenorphine (VS-19
-    'oud-treatment'), or any buprenorphine or methadone product (VS-19 ingredients marked 'moud') for a patient with
-    opioid use disorder on the problem list. It treats the disorder: it is never counted as opioid therapy for pain,
-    and never advised against (CDC 2022, recommendation 12)."""
-    if member is None:
-        return False
-    return member.has("subset", "oud-treatment") or (
-        opioid_use_disorder and member.first("ingredient") in _moud_ingredients())
-
-
-def _long_term_opioid(medications: tuple[_Medication, ...], current: Mapping[str, tuple], now: datetime,
-                      t: Thresholds) -> OpioidTherapy | None:
-    """F8: a current opioid record in a continuous exposure (gaps <= OPIOID_CHAIN_GAP_DAYS) of >= 90 days,
-    or a current Z79.891 (long-term opiate use) diagnosis. MOUD records (`is_moud`) are not opioid therapy for pain:
-    they only set `opioid_use_disorder_treatment` (when current)."""
-    disorder = any(m.has("subset", "opioid-use-disorder") for _, _, m in current.get("VS-19", ()))
-    exposures = []
-    oud = False
-    for medication in medications:
-        entry, found = medication.entry, medication.opioid
-        if found is None or entry.start is None or entry.end is None or entry.start > now:
-            continue
-        evidence, member = found
-        if is_moud(member, disorder):
-            oud = oud or entry.current
-            continue
-        exposures.append((entry.start, min(entry.end, now), entry.current, evidence))
-    chain_start = None
-    chain_evidence: list[Evidence] = []
-    gap = timedelta(days=t.opioid_chain_gap_days)
-    chains: list[tuple[datetime, datetime, bool, list[Evidence]]] = []
-    for start, end, is_current, evidence in sorted(exposures, key=lambda x: x[0]):
-        if chains and start - chains[-1][1] <= gap:
-            s, e, c, evs = chains[-1]
-            chains[-1] = (s, max(e, end), c or is_current, [*evs, evidence])
-        else:
-            chains.append((start, end, is_current, [evidence]))
-    for start, _end, has_current, evs in chains:
-        long_enough = has_current and days_between(start, now) >= t.long_term_opioid_days
-        if long_enough and (chain_start is None or start < chain_start):
-            chain_start, chain_evidence = start, evs
-    if chain_start is not None:
-        return OpioidTherapy(tuple(chain_evidence), days_between(chain_start, now), oud)
-    diagnoses = [ev for _, ev, m in current.get("VS-19", ()) if m.has("subset", "long-term-use")]
-    if diagnoses:
-        return OpioidTherapy(tuple(diagnoses), None, oud)
-    return None
-
-
 def _care_events(record: PatientRecord) -> tuple[Evidence, ...]:
     """Conservative care events: completed PT / injection procedures, active/completed PT orders (VS-17)."""
     vs = value_set("VS-17")
-    events = [_evidence(e.reference, m.first("subset") or "conservative care", coding, m, e.performed)
+    events = [coded_evidence(e.reference, m.first("subset") or "conservative care", coding, m, e.performed)
               for e, coding, m in _matched(vs, record.procedures)]
-    events += [_evidence(e.reference, "physical-therapy", coding, m, e.date)
+    events += [coded_evidence(e.reference, "physical-therapy", coding, m, e.date)
                for e, coding, m in _matched(vs, record.service_requests) if m.has("subset", "physical-therapy")]
     return tuple(events)
-
-
-def _analgesic_exposure(medications: tuple[_Medication, ...],
-                        now: datetime) -> tuple[tuple[datetime, datetime, Evidence], ...]:
-    """Exposure intervals of non-opioid analgesics (VS-20): the medicines a trial of conservative care is made of
-    (Errata 6). Opioids are not: a course of opioids is a risk to address, never the failed conservative care that
-    makes a revision referral or a chronic-pain work-up fire (Errata 9)."""
-    out = []
-    for medication in medications:
-        entry, evidence = medication.entry, medication.analgesic
-        if entry.start is None or entry.end is None or evidence is None:
-            continue
-        out.append((entry.start, min(entry.end, now), evidence))
-    return tuple(out)

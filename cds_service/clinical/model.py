@@ -8,6 +8,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+from cds_service.terminology.valuesets import Member, canonical_system
+
 REGIONS = ("lumbar", "cervical", "thoracic")
 """Spine regions, in the order used when a choice has to be made (the specification defaults to lumbar)."""
 
@@ -98,3 +100,13 @@ class Finding:
         self.suggestions = suggestions
         self.details = details if details is not None else {}
         self.omitted = omitted
+
+
+def coded_evidence(reference: str, what: str, coding: Mapping[str, Any], member: Member, when: datetime | None,
+                   *, value: str | None = None) -> Evidence:
+    """Evidence for a resource matched by one of its codings: the coding as recorded, named by the member's display
+    when the record gives none."""
+    code = coding.get("code")
+    display = coding.get("display") if isinstance(coding.get("display"), str) else None
+    return Evidence(reference, what, canonical_system(coding.get("system")), code if isinstance(code, str) else None,
+                    display or member.display, when, value)

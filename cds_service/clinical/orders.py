@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cds_service.clinical.facts import Facts, is_moud, is_spine_referral, opioid_match, regions_in_words
+from cds_service.clinical.facts import Facts, is_spine_referral, regions_in_words
+from cds_service.clinical.medications import is_moud, opioid_match
 from cds_service.clinical.model import REGIONS, SYSTEM_LABELS, Evidence, Finding, Suggestion
 from cds_service.clinical.rules import (
     imaging_risk_factors,

@@ -7,8 +7,10 @@ rest of the knowledge rather than in Python.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from importlib import resources
 from types import MappingProxyType
+from typing import Any
 
 import orjson
 
@@ -34,3 +36,29 @@ def invalid_tokens(template: str) -> list[str]:
     """The `{{...}}` parts of a template that CDS Hooks 2.0 does not allow (empty when the template is valid)."""
     remainder = TOKEN_2_0.sub("", template)
     return re.findall(r"\{\{.*?\}\}", remainder) + (["{{ or }}"] if "{{" in remainder or "}}" in remainder else [])
+
+
+_FILLED_TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
+
+
+def render_template(template: str, context: Mapping[str, Any]) -> str | None:
+    """Fill `{{context.x}}` and `{{userPractitionerId}}`-style tokens; None when a token has no value."""
+    values = dict(context)
+    user = context.get("userId")
+    if isinstance(user, str) and "/" in user:
+        kind, _, ident = user.partition("/")
+        values[f"user{kind}Id"] = ident
+    missing = False
+
+    def fill(match: re.Match[str]) -> str:
+        nonlocal missing
+        name = match.group(1)
+        key = name[len("context."):] if name.startswith("context.") else name
+        value = values.get(key)
+        if not isinstance(value, str) or not value:
+            missing = True
+            return ""
+        return value
+
+    rendered = _FILLED_TOKEN.sub(fill, template)
+    return None if missing else rendered

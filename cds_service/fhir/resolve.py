@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cds_service.fhir.client import Failure, FetchPolicy, FhirClient, next_link
+from cds_service.fhir.prefetch import render_template
 from cds_service.fhir.record import items_of
-from cds_service.fhir.search import render_template
 from cds_service.hooks.request import HookRequest
 from cds_service.metrics import BACKFILL_DURATION, count_prefetch_keys, fetch_failure
 

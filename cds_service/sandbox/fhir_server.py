@@ -17,8 +17,8 @@ from flask import Flask, Response, request
 from flask_cors import CORS
 
 from cds_service import jsonio
-from cds_service.fhir.search import search
 from cds_service.fixtures import load_fixtures
+from cds_service.sandbox.search import search
 
 FHIR_JSON = "application/fhir+json"
 DEFAULT_PAGE = 50

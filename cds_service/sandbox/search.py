@@ -1,6 +1,7 @@
-"""Render prefetch templates and answer the FHIR searches they name over an in-memory set of resources.
+"""Answer the FHIR searches prefetch templates name over an in-memory set of resources (sandbox and fixtures only).
 
-Used to build prefetch from fixtures (tests, `cds-service simulate`) and by the sandbox fixtures server. It supports
+Used to build prefetch from fixtures (tests, `cds-service simulate`) and by the sandbox fixtures server; never on the
+request path (which renders templates with cds_service.fhir.prefetch.render_template). It supports
 what the service's templates and the CDS Hooks query restrictions use: reads (`Type/id`), searches by `patient` /
 `subject`, token parameters (`code`, `status`, `clinical-status`, `category`, with `system|code` and comma-separated
 OR), and `_count`. It is not a general FHIR server.
@@ -8,16 +9,15 @@ OR), and `_count`. It is not a general FHIR server.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from cds_service.fhir.prefetch import render_template
 from cds_service.terminology.valuesets import canonical_system, normalise_code
 
 Resource = dict[str, Any]
 
-_TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
 _SUBJECT_FIELDS = ("subject", "patient")
 _TOKEN_FIELDS = {
     "code": ("code", "procedureCode", "medicationCodeableConcept"),
@@ -26,29 +26,6 @@ _TOKEN_FIELDS = {
     "verification-status": ("verificationStatus",),
     "category": ("category",),
 }
-
-
-def render_template(template: str, context: Mapping[str, Any]) -> str | None:
-    """Fill `{{context.x}}` and `{{userPractitionerId}}`-style tokens; None when a token has no value."""
-    values = dict(context)
-    user = context.get("userId")
-    if isinstance(user, str) and "/" in user:
-        kind, _, ident = user.partition("/")
-        values[f"user{kind}Id"] = ident
-    missing = False
-
-    def fill(match: re.Match[str]) -> str:
-        nonlocal missing
-        name = match.group(1)
-        key = name[len("context."):] if name.startswith("context.") else name
-        value = values.get(key)
-        if not isinstance(value, str) or not value:
-            missing = True
-            return ""
-        return value
-
-    rendered = _TOKEN.sub(fill, template)
-    return None if missing else rendered
 
 
 def _codeable_tokens(value: Any) -> Iterable[tuple[str | None, str]]:
