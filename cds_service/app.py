@@ -17,8 +17,10 @@ import yaml
 from flask import Flask
 from flask_cors import CORS
 
+from cds_service.clinical import orders as clinical_orders
+from cds_service.clinical import rules as clinical_rules
 from cds_service.clinical.engine import prepare as prepare_clinical_core
-from cds_service.clinical.knowledge import Thresholds, load_thresholds
+from cds_service.clinical.knowledge import Thresholds, card_types, check_fired, fired_card_types, load_thresholds
 from cds_service.clinical.orders import ORDER_CARD_ORDER
 from cds_service.clinical.rules import CARD_ORDER
 from cds_service.compiled import check_compiled_sources
@@ -70,6 +72,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["cds.value_sets"] = value_sets()  # compiled once, before gunicorn forks its workers
     prepare_clinical_core()  # and the lookup tables built from them
     app.extensions["cds.renderer"] = CardRenderer()  # card templates parsed once, before the workers fork
+    # One declaration of the card types (clinical/card-types.json): every rule's card declared, every declared card
+    # fired by a rule and given a template, every template declared. Refused at start-up, naming what is missing.
+    check_fired(fired_card_types(clinical_rules, clinical_orders), card_types())
     check_card_types(app.extensions["cds.renderer"].catalogue, (*CARD_ORDER, *ORDER_CARD_ORDER))
     app.extensions["cds.clock"] = _utc_now
     cpu_slot = app.extensions["cds.cpu_slot"] = CpuSlot()

@@ -273,3 +273,30 @@ def test_card_types_are_checked_against_the_rules_at_start_up():
         check_card_types(catalogue, (*CARD_ORDER, *ORDER_CARD_ORDER, "spine-gazette"))
     with pytest.raises(ValueError, match="no rule produces scs-consider"):
         check_card_types(catalogue, tuple(t for t in (*CARD_ORDER, *ORDER_CARD_ORDER) if t != "scs-consider"))
+
+
+def test_a_card_type_added_in_one_place_only_stops_start_up_naming_what_is_missing(make_app, monkeypatch, tmp_path):
+    """clinical/card-types.json declares every card type once; a rule firing an undeclared one (its finding would be
+    dropped from every response), or a declared one no rule fires, stops create_app with the name."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from cds_service import app as app_module  # noqa: PLC0415
+    from cds_service.clinical import orders, rules  # noqa: PLC0415
+    from cds_service.clinical.knowledge import card_types, check_fired, fired_card_types  # noqa: PLC0415
+
+    declared = card_types()
+    fired = fired_card_types(rules, orders)
+    assert set(fired) == {t for types in declared.values() for t in types}
+    assert fired["red-flag"] == {"rules.py"} and fired["opioid-order"] == {"orders.py"}
+    without = {"patient-view": tuple(t for t in declared["patient-view"] if t != "scs-consider"),
+               "orders": declared["orders"]}
+    monkeypatch.setattr(app_module, "card_types", lambda: without)
+    with pytest.raises(ValueError, match=r"not declared: scs-consider \(fired in rules\.py\)"):
+        make_app()
+    source = tmp_path / "gazette.py"
+    source.write_text('def rule(facts):\n    return Finding("spine-gazette", "R99", (), None, ())\n')
+    gazette = SimpleNamespace(__file__=str(source), __name__="cds_service.clinical.gazette")
+    with pytest.raises(ValueError, match=r"not declared: spine-gazette \(fired in gazette\.py\)"):
+        check_fired(fired_card_types(rules, orders, gazette), declared)
+    with pytest.raises(ValueError, match="declared but fired by no rule: spine-gazette"):
+        check_fired(fired, {**declared, "orders": (*declared["orders"], "spine-gazette")})

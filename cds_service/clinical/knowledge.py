@@ -6,6 +6,7 @@ Knowledge owners tune these files, not Python. A deployment can override thresho
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import cache
@@ -87,3 +88,38 @@ def suggestion_catalogue() -> Mapping[str, Any]:
     catalogue = _data("suggestions.json")
     catalogue.pop("description", None)
     return MappingProxyType(catalogue)
+
+
+@cache
+def card_types() -> Mapping[str, tuple[str, ...]]:
+    """The card types of each workflow (`patient-view`, `orders`: order-select and order-sign), in response order
+    (card-types.json): the one declaration the rules, the renderer's start-up check and the tests read."""
+    declared = _data("card-types.json")
+    declared.pop("description", None)
+    return MappingProxyType({workflow: tuple(types) for workflow, types in declared.items()})
+
+
+def fired_card_types(*modules: Any) -> dict[str, set[str]]:
+    """The card types each module's rules fire: the literal first argument of every `Finding(...)` in its source
+    (read beside the module, compiled or not). Start-up compares them with the declaration (`check_fired`)."""
+    fired: dict[str, set[str]] = {}
+    for module in modules:
+        source = Path(module.__file__).parent / (module.__name__.rpartition(".")[2] + ".py")
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Finding" \
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                fired.setdefault(node.args[0].value, set()).add(source.name)
+    return fired
+
+
+def check_fired(fired: Mapping[str, set[str]], declared: Mapping[str, tuple[str, ...]]) -> None:
+    """A rule firing a card type the declaration lacks would have its finding dropped from every response: refused
+    at start-up, naming it; so is a declared card type no rule fires."""
+    known = {card_type for types in declared.values() for card_type in types}
+    undeclared = sorted(f"{card_type} (fired in {', '.join(sorted(files))})" for card_type, files in fired.items()
+                        if card_type not in known)
+    unfired = sorted(known - set(fired))
+    if undeclared or unfired:
+        raise ValueError("card types out of step between the rules and clinical/card-types.json: " + "; ".join(
+            part for part in (f"not declared: {', '.join(undeclared)}" if undeclared else "",
+                              f"declared but fired by no rule: {', '.join(unfired)}" if unfired else "") if part))

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from cds_service.clinical.facts import Facts, is_spine_referral, regions_in_words
+from cds_service.clinical.knowledge import card_types
 from cds_service.clinical.medications import is_moud, opioid_match
 from cds_service.clinical.model import REGIONS, SYSTEM_LABELS, Evidence, Finding, Suggestion
 from cds_service.clinical.rules import (
@@ -26,8 +27,8 @@ from cds_service.fhir.dates import days_between
 from cds_service.fhir.record import codeable_text
 from cds_service.terminology.valuesets import Member, canonical_system, concept_matches, value_set
 
-ORDER_CARD_ORDER = ("red-flag", "imaging-protocol", "imaging-not-indicated", "imaging-duplicate", "opioid-order",
-                    "miss-risk")
+ORDER_CARD_ORDER = card_types()["orders"]
+"""Card order in an order-select or order-sign response (card-types.json)."""
 
 
 @dataclass(frozen=True)

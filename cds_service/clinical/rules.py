@@ -12,14 +12,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cds_service.clinical.facts import Facts, RegionFacts
-from cds_service.clinical.knowledge import suggestion_catalogue
+from cds_service.clinical.knowledge import card_types, suggestion_catalogue
 from cds_service.clinical.model import REGIONS, Evidence, Finding, Suggestion
 from cds_service.fhir.dates import days_between
 from cds_service.terminology.valuesets import terminology, value_set
 
-CARD_ORDER = ("red-flag", "fbss-imaging", "revision-referral", "neuro-deficit", "chronic-pain-specialist",
-              "opioid-long-term", "deformity", "alt-pain-generator", "miss-risk", "scs-consider")
-"""Card order in a response (clinical-rules §3, 'Card order in the response')."""
+CARD_ORDER = card_types()["patient-view"]
+"""Card order in a patient-view response (card-types.json)."""
 
 
 def _study_modality() -> dict[str | None, str | None]:
