@@ -5,7 +5,7 @@
    patient-view and order-select at 10, 100, 500 and 2,000 resources, next to `orjson.loads` of the same body:
    p50 and p99 of each and their ratio, against the targets (p50 <= 1.5x + 0.5 ms, p99 <= 3x + 2 ms); the best of
    several rounds (`--rounds`), each timing `orjson.loads` and then the service.
-2. Over HTTP with the production server setup (gunicorn, 2 sync workers, 127.0.0.1) with `wrk` at 1 and 8
+2. Over HTTP with the production server setup (gunicorn, 2 gthread workers, 127.0.0.1) with `wrk` at 1 and 8
    connections: requests/s, p50, p99, errors, next to `GET /healthz` in the same run (target at 8 connections with
    100 resources: p99 <= 3x the /healthz p99 + 5 ms, zero errors).
 3. Peak resident memory (VmHWM) of each worker after 2,000-resource requests (target <= 200 MB).
@@ -290,7 +290,8 @@ def report(process_rows: list[dict], http_rows: list[dict], peaks: list[float], 
         "plain build (interpreted; `make bench-compiled` for the release build)"
     lines = [
         "# Benchmark results", "",
-        f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} with `make bench` on {os.cpu_count()} cores "
+        f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} with `make bench{'-compiled' if record else ''}` on "
+        f"{os.cpu_count()} cores "
         f"({cpu}), Python {platform.python_version()}, {versions}; {built}.", "",
         "Patients from `bench/generate.py`: EHR-shaped R4 resources (narrative, meta, identifiers, several codings "
         "per concept; about 1.7 KB each), a few matching the rules among many that do not. The service decodes the "
@@ -308,7 +309,7 @@ def report(process_rows: list[dict], http_rows: list[dict], peaks: list[float], 
                      f"{r['service_p50']:.3f} / {r['service_p99']:.3f} | {r['ratio']:.1f}x | "
                      f"{'met' if r['p50_ok'] else 'missed'} | {'met' if r['p99_ok'] else 'missed'} |")
     if http_rows:
-        lines += ["", f"## Over HTTP: gunicorn, 2 sync workers, 127.0.0.1, request log at INFO, wrk {seconds} s", "",
+        lines += ["", f"## Over HTTP: gunicorn, 2 gthread workers, 127.0.0.1, request log at INFO, wrk {seconds} s", "",
                   "| endpoint | connections | requests/s | p50 ms | p99 ms | errors | worker CPU ms per request |",
                   "|---|---|---|---|---|---|---|"]
         for r in http_rows:
