@@ -27,6 +27,8 @@ from pathlib import Path
 import orjson
 import requests
 
+from cds_service.state import state
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -168,7 +170,7 @@ def retained_python_kb(paths: list[Path]) -> float:
     ordinary = _body(100, "patient-view")
     for _ in range(30):
         client.post(URL, data=ordinary, content_type="application/json")
-    app.extensions["cds.ledger"].flush()
+    state(app).ledger.flush()
     gc.collect()
     tracemalloc.start()
     start = tracemalloc.get_traced_memory()[0]
@@ -176,11 +178,11 @@ def retained_python_kb(paths: list[Path]) -> float:
         client.post(URL, data=path.read_bytes(), content_type="application/json")
     for _ in range(30):
         client.post(URL, data=ordinary, content_type="application/json")
-    app.extensions["cds.ledger"].flush()
+    state(app).ledger.flush()
     gc.collect()
     retained = tracemalloc.get_traced_memory()[0] - start
     tracemalloc.stop()
-    app.extensions["cds.ledger"].close()
+    state(app).ledger.close()
     return retained / 1024
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import orjson
 
+from cds_service.state import state
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -52,7 +54,7 @@ def child(hook: str, size: int, what: str, calls: int) -> None:
     function = call if what == "service" else partial(orjson.loads, body)
     for _ in range(calls):
         function()
-    app.extensions["cds.ledger"].flush()  # the rows these calls queued are written in this process: count them too
+    state(app).ledger.flush()  # the rows these calls queued are written in this process: count them too
 
 
 def collected(valgrind_stderr: str) -> int:

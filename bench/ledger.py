@@ -42,6 +42,7 @@ from bench.run import (  # noqa: E402
     settle,
     wait_for_port,
 )
+from cds_service.state import state  # noqa: E402
 from cds_service.storage.ledger import CardLedger, IssuedCardRow  # noqa: E402
 
 
@@ -120,8 +121,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     app = bench_app()
-    engine = app.extensions["cds.database"]
-    durable: CardLedger = app.extensions["cds.ledger"]
+    engine = state(app).database
+    durable: CardLedger = state(app).ledger
     memory = MemoryLedger(engine)
     _, call = service_call(app, "patient-view", 100)
     for _ in range(30):
@@ -132,7 +133,7 @@ def main() -> None:
         for name, ledger in (("memory", memory), ("durable", durable)):
             rows = [_rows() for _ in range(args.calls)]
             record_us = _median_us(lambda ledger=ledger, rows=rows: ledger.record(rows.pop()), args.calls)
-            app.extensions["cds.ledger"] = ledger
+            state(app).ledger = ledger
             call_us = _median_us(call, args.calls)
             best[f"{name}-record"] = min(best.get(f"{name}-record", record_us), record_us)
             best[f"{name}-call"] = min(best.get(f"{name}-call", call_us), call_us)

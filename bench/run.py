@@ -38,6 +38,8 @@ from typing import Any
 
 import orjson
 
+from cds_service.state import state
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -82,7 +84,7 @@ def bench_app() -> Any:
     from cds_service import create_app  # noqa: PLC0415
 
     app = create_app({"INSTANCE_PATH": tempfile.mkdtemp(prefix="cds-bench-")})
-    app.extensions["cds.clock"] = lambda: ANCHOR
+    state(app).clock = lambda: ANCHOR
     return app
 
 
@@ -91,7 +93,7 @@ def settle(app: Any) -> None:
     frozen, young collections rarer: cds_service/server.py), for the service and `orjson.loads` alike."""
     from cds_service.server import freeze_start_up  # noqa: PLC0415
 
-    app.extensions["cds.ledger"].flush()
+    state(app).ledger.flush()
     freeze_start_up()
 
 
@@ -142,7 +144,7 @@ def in_process(repetitions: int, sizes: tuple[int, ...] = SIZES, rounds: int = 5
         rows.append({"hook": hook, "size": size, "kb": len(body) // 1024, "parse_p50": p50, "parse_p99": p99,
                      "service_p50": s50, "service_p99": s99, "ratio": s50 / p50,
                      "p50_ok": s50 <= 1.5 * p50 + 0.5, "p99_ok": s99 <= 3 * p99 + 2})
-    app.extensions["cds.ledger"].close()
+    state(app).ledger.close()
     return rows
 
 

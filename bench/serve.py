@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cds_service.state import state
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -35,7 +37,7 @@ def main() -> None:
         def load(self) -> Any:
             app = super().load()
             if ledger == "memory":
-                app.extensions["cds.ledger"] = MemoryLedger(app.extensions["cds.database"])
+                state(app).ledger = MemoryLedger(state(app).database)
             return app
 
     settings = load_settings()

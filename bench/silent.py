@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from cds_service.state import state
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -39,7 +41,7 @@ def _app(silent: str | None) -> Any:
     if silent:
         config["SILENT_KNOWLEDGE"] = silent
     app = create_app(config)
-    app.extensions["cds.clock"] = lambda: ANCHOR
+    state(app).clock = lambda: ANCHOR
     return app
 
 
@@ -88,7 +90,7 @@ def main() -> None:
             medians = (statistics.median(t[0] for t in times), statistics.median(t[1] for t in times))
             best[key] = min(best.get(key, medians), medians)
         for app in apps.values():
-            app.extensions["cds.ledger"].flush()
+            state(app).ledger.flush()
     rows = []
     for hook in SERVICES:
         for size in SIZES:

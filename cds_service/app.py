@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from cds_service.security.replay import ReplayStore
 from cds_service.security.verify import TokenVerifier
 from cds_service.services import ServiceRegistry, declared_services
 from cds_service.silent import SilentKnowledge, load_silent_knowledge
+from cds_service.state import ServiceState
 from cds_service.storage.database import create_database_engine
 from cds_service.storage.ledger import CardLedger
 from cds_service.storage.migrate import upgrade
@@ -67,49 +67,44 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(flask_config)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
 
-    app.extensions["cds.settings"] = settings
-    app.extensions["cds.thresholds"] = _thresholds(settings)
-    app.extensions["cds.value_sets"] = value_sets()  # compiled once, before gunicorn forks its workers
+    thresholds = _thresholds(settings)
+    compiled_value_sets = value_sets()  # compiled once, before gunicorn forks its workers
     prepare_clinical_core()  # and the lookup tables built from them
-    app.extensions["cds.renderer"] = CardRenderer()  # card templates parsed once, before the workers fork
+    renderer = CardRenderer()  # card templates parsed once, before the workers fork
     # One declaration of the card types (clinical/card-types.json): every rule's card declared, every declared card
     # fired by a rule and given a template, every template declared. Refused at start-up, naming what is missing.
     check_fired(fired_card_types(clinical_rules, clinical_orders), card_types())
-    check_card_types(app.extensions["cds.renderer"].catalogue, (*CARD_ORDER, *ORDER_CARD_ORDER))
-    app.extensions["cds.clock"] = _utc_now
-    cpu_slot = app.extensions["cds.cpu_slot"] = CpuSlot()
-    app.extensions["cds.worker_memory"] = WorkerMemory(settings.worker_memory_headroom_mb << 20)  # server.py retires
+    check_card_types(renderer.catalogue, (*CARD_ORDER, *ORDER_CARD_ORDER))
+    cpu_slot = CpuSlot()
+    worker_memory = WorkerMemory(settings.worker_memory_headroom_mb << 20)  # server.py retires the worker
     app.wsgi_app = BufferedCalls(app.wsgi_app, cpu_slot, settings.max_body_bytes,  # type: ignore[method-assign]
-                                 app.extensions["cds.worker_memory"])
-    app.extensions["cds.fhir_client"] = FhirClient(max_per_origin=settings.fhir_max_concurrent_per_origin,
-                                                   cpu_slot=cpu_slot)
-    app.extensions["cds.fetch_policy"] = FetchPolicy(
-        production=settings.is_production, deadline=settings.fhir_deadline_seconds,
-        connect_timeout=settings.fhir_connect_timeout_seconds, read_timeout=settings.fhir_read_timeout_seconds,
-        max_pages=settings.fhir_max_pages, max_response_bytes=settings.fhir_max_response_bytes,
-        allowed_networks=tuple(ipaddress.ip_network(n, strict=False) for n in settings.fhir_allowed_networks))
-    app.extensions["cds.services"] = ServiceRegistry(declared_services())
-    app.extensions["cds.database"] = create_database_engine(settings.database_url_for(app.instance_path),
-                                                                  settings.database_timeout_seconds)
-
-    database = app.extensions["cds.database"]
+                                 worker_memory)
+    database = create_database_engine(settings.database_url_for(app.instance_path), settings.database_timeout_seconds)
     upgrade(database)  # the schema is migrated at start-up (also `cds-service db upgrade`), never by hand
     ledger = CardLedger(database, Spool(Path(app.instance_path, "spool")), max_spool_bytes=settings.spool_max_bytes)
     try:
         ledger.replay()  # what a crashed or stopped process left in the spool, before anything new is answered
     except OSError as exc:
         log.error("ledger spool cannot be read at start-up", extra={"error_type": type(exc).__name__})
-    app.extensions["cds.ledger"] = ledger
     # No connection opened here may cross gunicorn's fork: each worker opens its own (server.py disposes again).
     database.dispose()
-    app.extensions["cds.patient_hasher"] = patient_hasher(settings.patient_hash_secret, app.instance_path)
-    app.extensions["cds.knowledge_version"] = knowledge_version(app.extensions["cds.thresholds"])
-    if settings.silent_knowledge:
-        app.extensions["cds.silent"] = _silent_knowledge(settings)
+    verifier = token_verifier(settings, ReplayStore(database))
+    app.extensions["cds"] = ServiceState(
+        settings=settings, thresholds=thresholds, value_sets=compiled_value_sets, renderer=renderer,
+        cpu_slot=cpu_slot, worker_memory=worker_memory,
+        fhir_client=FhirClient(max_per_origin=settings.fhir_max_concurrent_per_origin, cpu_slot=cpu_slot),
+        fetch_policy=FetchPolicy(
+            production=settings.is_production, deadline=settings.fhir_deadline_seconds,
+            connect_timeout=settings.fhir_connect_timeout_seconds, read_timeout=settings.fhir_read_timeout_seconds,
+            max_pages=settings.fhir_max_pages, max_response_bytes=settings.fhir_max_response_bytes,
+            allowed_networks=tuple(ipaddress.ip_network(n, strict=False) for n in settings.fhir_allowed_networks)),
+        services=ServiceRegistry(declared_services()), database=database, ledger=ledger,
+        patient_hasher=patient_hasher(settings.patient_hash_secret, app.instance_path),
+        knowledge_version=knowledge_version(thresholds), verifier=verifier,
+        silent=_silent_knowledge(settings) if settings.silent_knowledge else None)
     _install_cors(app, settings)
     install_request_logging(app)
-    app.extensions["cds.verifier"] = token_verifier(settings, ReplayStore(database))
-    install_authentication(app, app.extensions["cds.verifier"], required=settings.is_production)
+    install_authentication(app, verifier, required=settings.is_production)
     install_security_headers(app)
     register_error_handlers(app)
     for blueprint in (discovery.bp, invocation.bp, feedback.bp, health.bp, openapi.bp, analytics.bp):
@@ -141,11 +136,6 @@ def token_verifier(settings: Settings, replay: ReplayStore) -> TokenVerifier:
     return TokenVerifier(issuers, KeyStore(settings.jwks_min_refresh_seconds), replay,
                          algorithms=settings.jwt_algorithms, leeway_seconds=settings.jwt_leeway_seconds,
                          max_lifetime_seconds=settings.jwt_max_lifetime_seconds)
-
-
-def _utc_now() -> datetime:
-    """The evaluation instant of a hook call (tests and `cds-service simulate` replace this clock)."""
-    return datetime.now(UTC)
 
 
 def _thresholds(settings: Settings) -> Thresholds:

@@ -26,6 +26,7 @@ from cds_service.config import Settings
 from cds_service.http import server_errors
 from cds_service.logs import json_formatter
 from cds_service.memory import limit_malloc_arenas
+from cds_service.state import state
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,9 @@ class GunicornServer(BaseApplication):
         server_errors.install()  # gunicorn's own 400/431 answers as OperationOutcomes, in the master and its workers
         limit_malloc_arenas()  # before any worker thread exists (cds_service/memory.py)
         app = create_app()
-        ledger = app.extensions["cds.ledger"]
-        database = app.extensions["cds.database"]
-        memory = app.extensions["cds.worker_memory"]
+        ledger = state(app).ledger
+        database = state(app).database
+        memory = state(app).worker_memory
 
         def post_fork(server: Any, worker: Any) -> None:
             # Connections the master may have pooled belong to it: drop them without closing (closing would end the

@@ -13,6 +13,7 @@ from flask import Flask
 from cds_service.app import create_app
 from cds_service.fixtures import Fixture, check, find_fixture, load_fixtures, noon, order_context
 from cds_service.http.invocation import CALL_SOURCE
+from cds_service.state import state
 
 _MARK = {"critical": "[CRITICAL]", "warning": "[WARNING]", "info": "[INFO]"}
 
@@ -26,8 +27,8 @@ def _app(instance: str | None = None) -> Flask:
 
 def call(app: Flask, fixture: Fixture, hook: str, at: datetime, order: str | None = None) -> tuple[int, dict[str, Any]]:
     """POST the fixture's hook request (prefetch from the service's own templates) with the clock pinned at `at`."""
-    service = next(s for s in app.extensions["cds.services"] if s.hook == hook)
-    app.extensions["cds.clock"] = lambda: at
+    service = next(s for s in state(app).services if s.hook == hook)
+    state(app).clock = lambda: at
     body = fixture.hook_request(service.prefetch, at, hook=hook, context=order_context(fixture, hook, order, at))
     response = app.test_client().post(f"/cds-services/{service.id}", json=body,
                                        environ_overrides={CALL_SOURCE: "simulate"})

@@ -13,6 +13,8 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 
+from cds_service.state import state
+
 SCHEMAS = Path(__file__).parent / "schemas"
 SERVICE_IDS = {"patient-view": "fbss-miss-advisor", "order-select": "fbss-miss-order-select",
                "order-sign": "fbss-miss-order-sign"}
@@ -111,7 +113,7 @@ def call_fixture(app: Any, fixture: Any, at: Any = None) -> tuple[dict[str, Any]
     from cds_service.services import declared_services  # noqa: PLC0415
 
     at = at or fixture.anchor
-    app.extensions["cds.clock"] = lambda: at
+    state(app).clock = lambda: at
     hook = fixture.expected["hook"]
     service = next(s for s in declared_services() if s.hook == hook)
     body = fixture.hook_request(service.prefetch, at, hook=hook)

@@ -9,6 +9,7 @@ from flask import Flask
 from cds_service import create_app
 from cds_service.cli import main
 from cds_service.config import ConfigError
+from cds_service.state import state
 from cds_service.storage.migrate import head_revision
 from cds_service.terminology.valuesets import live_terminology
 from tests.support import hook_request
@@ -20,7 +21,7 @@ def test_create_app_with_test_config(tmp_path):
     assert app.testing
     assert app.config["MAX_CONTENT_LENGTH"] == 4096
     assert app.instance_path == str(tmp_path)
-    assert app.extensions["cds.settings"].profile == "local"
+    assert state(app).settings.profile == "local"
     assert {blueprint for blueprint in app.blueprints} >= {"discovery", "invocation", "feedback", "health",
                                                           "openapi"}
 
@@ -30,16 +31,16 @@ def test_create_app_reads_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("CDS_PUBLIC_BASE_URL", "https://cds.example.org")
     monkeypatch.setenv("CDS_INSTANCE_PATH", str(tmp_path))
     app = create_app()
-    assert app.extensions["cds.settings"].is_production
+    assert state(app).settings.is_production
     assert not app.testing
 
 
 def test_thresholds_come_from_data_with_a_deployment_override(tmp_path):
-    assert create_app({"INSTANCE_PATH": str(tmp_path)}).extensions["cds.thresholds"].hba1c_uncontrolled_percent == 8.0
+    assert state(create_app({"INSTANCE_PATH": str(tmp_path)})).thresholds.hba1c_uncontrolled_percent == 8.0
     override = tmp_path / "thresholds.json"
     override.write_text('{"HBA1C_UNCONTROLLED_PERCENT": 7.5, "BMI_RISK": 40}')
     app = create_app({"INSTANCE_PATH": str(tmp_path), "THRESHOLDS_FILE": str(override)})
-    thresholds = app.extensions["cds.thresholds"]
+    thresholds = state(app).thresholds
     assert (thresholds.hba1c_uncontrolled_percent, thresholds.bmi_risk, thresholds.persistent_days) == (7.5, 40, 84)
 
 
@@ -59,7 +60,7 @@ def test_missing_threshold_override_file_stops_start_up(tmp_path):
 def test_database_url_is_configurable(tmp_path):
     url = f"sqlite:///{tmp_path / 'other.sqlite3'}"
     app = create_app({"INSTANCE_PATH": str(tmp_path / "i"), "DATABASE_URL": url})
-    assert str(app.extensions["cds.database"].url) == url
+    assert str(state(app).database.url) == url
 
 
 def test_db_upgrade_command_migrates_the_configured_database(tmp_path, monkeypatch):

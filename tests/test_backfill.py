@@ -17,6 +17,7 @@ from cds_service.fixtures import load_fixtures, suggested_codes
 from cds_service.hooks.request import parse_hook_request
 from cds_service.sandbox.search import execute, searchset
 from cds_service.services import patient_view
+from cds_service.state import state
 from tests.issuer import LOCAL_ROOT, Issuer, bearer, trusted_issuers_file
 from tests.support import assert_operation_outcome
 
@@ -68,7 +69,7 @@ def request_body(fixture=RECURRENT, *, drop=(), prefetch_all=True, **extra):
 
 
 def post(app, body, fixture=RECURRENT):
-    app.extensions["cds.clock"] = lambda: fixture.anchor
+    state(app).clock = lambda: fixture.anchor
     return app.test_client().post(PV, json=body)
 
 
@@ -296,7 +297,7 @@ def production(make_app, tmp_path):
                                                                                issuer.config()))
 
     def call(body):
-        app.extensions["cds.clock"] = lambda: RECURRENT.anchor
+        state(app).clock = lambda: RECURRENT.anchor
         return app.test_client().post(PV, json=body, headers=bearer(issuer.token(LOCAL_ROOT + PV)))
 
     return call
@@ -336,7 +337,7 @@ def test_local_profile_may_read_an_open_server_without_a_token(app, mock, full_a
 def test_template_that_cannot_be_filled_is_not_fetched(app, mock):
     request = parse_hook_request(request_body(prefetch_all=False), "patient-view")
     resolution = resolve_prefetch(request, {"encounter": "Encounter/{{context.encounterId}}"},
-                                  app.extensions["cds.fhir_client"], app.extensions["cds.fetch_policy"])
+                                  state(app).fhir_client, state(app).fetch_policy)
     assert resolution.unavailable == {"encounter": "its prefetch template cannot be filled from the context"}
     assert len(mock.calls) == 0
 

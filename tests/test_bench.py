@@ -24,6 +24,7 @@ from cds_service.compiled import recorded_sources
 from cds_service.fhir.prefetch import PATIENT_RECORD
 from cds_service.fhir.record import resources_in
 from cds_service.sandbox.search import prefetch_for
+from cds_service.state import state
 from tests.support import hook_request
 
 FBSS = "Persistent/recurrent lumbar symptoms 42 weeks after spine surgery (possible FBSS) — imaging recommended"
@@ -69,7 +70,7 @@ def test_a_realistic_mix_of_types(chart):
 
 def test_the_bench_patient_gets_its_cards(app, client):
     """The FBSS picture inside the noise still fires at every size: the benchmark measures a request with cards."""
-    app.extensions["cds.clock"] = lambda: ANCHOR
+    state(app).clock = lambda: ANCHOR
     for size in (10, 300):
         prefetch = prefetch_for(PATIENT_RECORD, {"patientId": "bench-1"}, patient(size))
         response = client.post("/cds-services/fbss-miss-advisor",

@@ -12,6 +12,7 @@ import yaml
 from cds_service.fixtures import load_fixtures
 from cds_service.render.cards import CardRenderer
 from cds_service.render.catalogue import INTERNAL_TAG, _citations, internal_tags, load_catalogue
+from cds_service.state import state
 from tests.clinical.builders import condition, lumbar_fbss, medication_request, procedure, run
 from tests.support import call_fixture
 
@@ -46,7 +47,7 @@ def make_app_module(tmp_path_factory):
 
     app = create_app({"INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")), "TESTING": True})
     yield app
-    app.extensions["cds.ledger"].close()
+    state(app).ledger.close()
 
 
 CITED_CODE = re.compile(r"\((?:ICD|CPT|SNOMED|LOINC|RxNorm|HCPCS)[^)]*\)")

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from cds_service.fixtures import find_fixture
 from cds_service.services import patient_view
+from cds_service.state import state
 from cds_service.storage.models import Feedback, IssuedCard
 from tests.faults import TcpProxy
 from tests.issuer import Issuer, bearer, trusted_issuers_file
@@ -36,7 +37,7 @@ def proxied(postgres_url):
 
 
 def _stored(app, model, column):
-    with app.extensions["cds.database"].connect() as connection:
+    with state(app).database.connect() as connection:
         return set(connection.execute(select(column)).scalars())
 
 
@@ -45,7 +46,7 @@ def test_production_fails_closed_with_503_and_retry_after_while_the_replay_store
     proxy, url = proxied
     issuers = trusted_issuers_file(tmp_path / "issuers.json", ISSUER.config())
     app = make_app(PROFILE="production", TRUSTED_ISSUERS=issuers, DATABASE_URL=url, DATABASE_TIMEOUT_SECONDS=2)
-    app.extensions["cds.clock"] = lambda: FIXTURE.anchor
+    state(app).clock = lambda: FIXTURE.anchor
     client = app.test_client()
     assert client.post(PV, json=body(), headers=bearer(ISSUER.token("http://localhost" + PV))).status_code == 200
     proxy.cut()
@@ -59,13 +60,13 @@ def test_production_fails_closed_with_503_and_retry_after_while_the_replay_store
     token = ISSUER.token("http://localhost" + PV)
     assert client.post(PV, json=body(), headers=bearer(token)).status_code == 200
     assert client.post(PV, json=body(), headers=bearer(token)).status_code == 401  # the replay check is back
-    app.extensions["cds.ledger"].close()
+    state(app).ledger.close()
 
 
 def test_locally_cards_are_answered_through_an_outage_and_recorded_after_it(make_app, proxied):
     proxy, url = proxied
     app = make_app(DATABASE_URL=url, DATABASE_TIMEOUT_SECONDS=2)
-    app.extensions["cds.clock"] = lambda: FIXTURE.anchor
+    state(app).clock = lambda: FIXTURE.anchor
     client = app.test_client()
     proxy.cut()
     answered = set()
@@ -77,7 +78,7 @@ def test_locally_cards_are_answered_through_an_outage_and_recorded_after_it(make
     readiness = client.get("/readyz").get_json()
     assert readiness["status"] == "degraded" and readiness["ledger"]["spoolBytes"] > 0
     proxy.restore()
-    ledger = app.extensions["cds.ledger"]
+    ledger = state(app).ledger
     deadline = time.monotonic() + 20
     while _stored(app, IssuedCard, IssuedCard.card_uuid) != answered and time.monotonic() < deadline:
         ledger.flush()
@@ -99,21 +100,21 @@ def test_feedback_and_the_report_answer_503_during_an_outage_and_nothing_is_lost
     proxy.restore()
     assert client.post(PV + "/feedback", json={"feedback": [item]}).status_code == 200  # the client's retry
     assert _stored(app, Feedback, Feedback.card_uuid) == {item["card"]}
-    app.extensions["cds.ledger"].close()
+    state(app).ledger.close()
 
 
 def test_no_database_connection_is_left_open_for_the_workers_to_inherit(make_app, postgres_url):
     """create_app (in the gunicorn master) migrates and replays, then closes what it used before the fork."""
     app = make_app(DATABASE_URL=postgres_url)
-    assert app.extensions["cds.database"].pool.checkedin() == 0
-    assert app.extensions["cds.database"].pool.checkedout() == 0
-    app.extensions["cds.ledger"].close()
+    assert state(app).database.pool.checkedin() == 0
+    assert state(app).database.pool.checkedout() == 0
+    state(app).ledger.close()
 
 
 def test_with_neither_spool_nor_database_a_call_is_refused_rather_than_answered_unrecorded(make_app, proxied):
     proxy, url = proxied
     app = make_app(DATABASE_URL=url, DATABASE_TIMEOUT_SECONDS=2)
-    app.extensions["cds.clock"] = lambda: FIXTURE.anchor
+    state(app).clock = lambda: FIXTURE.anchor
     spool = Path(app.instance_path, "spool")
     shutil.rmtree(spool, ignore_errors=True)
     spool.write_text("a file where the spool folder should be")
@@ -125,4 +126,4 @@ def test_with_neither_spool_nor_database_a_call_is_refused_rather_than_answered_
     assert response.headers["Retry-After"] == "5"
     assert "cards" not in response.get_json()
     proxy.restore()
-    app.extensions["cds.ledger"].close()
+    state(app).ledger.close()

@@ -13,6 +13,7 @@ from fhir.resources.R4B.bundle import Bundle
 from cds_service.fixtures import load_fixtures, suggested_codes
 from cds_service.hooks.draft_orders import parse_draft_orders
 from cds_service.services import patient_view
+from cds_service.state import state
 from tests.support import call_fixture
 
 FIXTURES = load_fixtures()
@@ -143,7 +144,7 @@ def test_detail_cites_evidence_with_dates(app):
 
 def test_detail_says_which_data_was_unavailable(app):
     fixture = next(f for f in FIXTURES if f.name.endswith("fbss-lumbar-classic"))
-    app.extensions["cds.clock"] = lambda: fixture.anchor
+    state(app).clock = lambda: fixture.anchor
     body = fixture.hook_request(patient_view.SERVICE.prefetch, fixture.anchor)
     del body["prefetch"]["observations"]
     body["prefetch"]["medicationRequests"] = {"resourceType": "OperationOutcome", "issue": [

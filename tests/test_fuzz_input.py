@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from cds_service.fixtures import find_fixture
 from cds_service.services import order_sign, patient_view
+from cds_service.state import state
 from tests.support import assert_operation_outcome
 
 PV = "/cds-services/fbss-miss-advisor"
@@ -90,7 +91,7 @@ def _send(app, url: str, document: Any):
                                                                    HealthCheck.too_slow])
 @given(target=st.sampled_from(range(len(TARGETS))), choice=st.data(), odd=ODD)
 def test_one_odd_value_anywhere_is_never_a_server_error(app, target, choice, odd):
-    app.extensions["cds.clock"] = lambda: VIEW.anchor
+    state(app).clock = lambda: VIEW.anchor
     url, document, paths = TARGETS[target]
     path = choice.draw(st.sampled_from(paths))
     response = _send(app, url, _replace(document, path, odd))
@@ -106,7 +107,7 @@ def test_one_odd_value_anywhere_is_never_a_server_error(app, target, choice, odd
 def test_every_date_and_quantity_in_a_request_taking_an_extreme_value_is_never_a_server_error(app):
     """Exhaustive where the random search is thin: every date-like field of the patient-view and order-sign
     requests set to each extreme date, every numeric `value` to each extreme number."""
-    app.extensions["cds.clock"] = lambda: VIEW.anchor
+    state(app).clock = lambda: VIEW.anchor
     failures = []
     for url, document, paths in TARGETS[:2]:
         date_paths = [p for p in paths if isinstance(p[-1], str) and DATE_KEY.search(p[-1])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, inspect
 
+from cds_service.state import state
 from cds_service.storage.migrate import current_revision, head_revision
 from tests.support import assert_operation_outcome
 
@@ -29,12 +30,12 @@ def test_readyz_checks_configuration_services_and_database(client, app):
 
 def test_the_database_is_created_and_migrated_at_start_up(app):
     assert Path(app.instance_path, "cds-service.sqlite3").exists()
-    assert current_revision(app.extensions["cds.database"]) == head_revision()
-    assert "seen_token" in inspect(app.extensions["cds.database"]).get_table_names()
+    assert current_revision(state(app).database) == head_revision()
+    assert "seen_token" in inspect(state(app).database).get_table_names()
 
 
 def test_readyz_is_503_without_compiled_value_sets(app, client):
-    app.extensions["cds.value_sets"] = {}
+    state(app).value_sets = {}
     assert_operation_outcome(client.get("/readyz"), 503, "valueSets: not compiled")
 
 
@@ -42,7 +43,7 @@ def _unreachable_database(app, tmp_path):
     # A SQLite path under a regular file cannot be opened: a real unreachable database, no mocking.
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    app.extensions["cds.database"] = create_engine(f"sqlite:///{blocker}/db.sqlite3")
+    state(app).database = create_engine(f"sqlite:///{blocker}/db.sqlite3")
 
 
 def test_readyz_is_503_in_production_when_the_database_is_unreachable(make_app, tmp_path):
@@ -63,7 +64,7 @@ def test_readyz_is_degraded_locally_when_the_database_is_unreachable(app, client
 
 
 def test_readyz_is_503_when_the_schema_is_not_migrated(app, client, tmp_path):
-    app.extensions["cds.database"] = create_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+    state(app).database = create_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
     assert_operation_outcome(client.get("/readyz"), 503, "database: schema at None")
 
 
@@ -79,5 +80,5 @@ def test_readyz_is_503_while_the_spool_cannot_be_written_and_200_again_after(app
 def test_readyz_is_503_when_the_sqlite_file_was_deleted_until_the_ledger_recreates_it(app, client):
     Path(app.instance_path, "cds-service.sqlite3").unlink()
     assert_operation_outcome(client.get("/readyz"), 503, "ledger: database file was deleted or replaced")
-    app.extensions["cds.ledger"].flush()  # the writer's next turn, without a single card to write
+    state(app).ledger.flush()  # the writer's next turn, without a single card to write
     assert client.get("/readyz").status_code == 200

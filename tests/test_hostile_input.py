@@ -12,6 +12,7 @@ import pytest
 from cds_service.fhir.dates import parse_datetime, quantity_days
 from cds_service.fixtures import find_fixture
 from cds_service.services import patient_view
+from cds_service.state import state
 from tests.faults import SlowHttpServer
 from tests.support import assert_operation_outcome, hook_request
 
@@ -25,7 +26,7 @@ def body() -> dict:
 
 
 def post(app, payload, url=PV):
-    app.extensions["cds.clock"] = lambda: FIXTURE.anchor
+    state(app).clock = lambda: FIXTURE.anchor
     return app.test_client().post(url, json=payload)
 
 
@@ -108,9 +109,9 @@ def test_a_hook_instance_longer_than_the_ledger_keeps_is_400_and_a_255_one_is_re
     assert_operation_outcome(post(app, request, PV), 400, "'hookInstance' is longer than 255 characters")
     request["hookInstance"] = "h" * 255
     assert post(app, request, PV).status_code == 200
-    ledger = app.extensions["cds.ledger"]
+    ledger = state(app).ledger
     ledger.flush()
-    with app.extensions["cds.database"].connect() as connection:
+    with state(app).database.connect() as connection:
         stored = set(connection.scalars(select(IssuedCard.hook_instance)))
     assert stored == {"h" * 255}
 
@@ -261,7 +262,7 @@ def test_sql_parameters_never_appear_in_a_database_error(app):
 
     from cds_service.storage.models import SeenToken  # noqa: PLC0415
 
-    engine = app.extensions["cds.database"]
+    engine = state(app).database
     row = {"iss": "https://secret-issuer.example.org", "jti": "secret-jti-value", "expires_at": None}
     with pytest.raises(IntegrityError) as raised, engine.begin() as connection:
         connection.execute(insert(SeenToken), row)
@@ -309,7 +310,7 @@ def test_production_answers_412_for_a_fhir_server_on_a_private_address(make_app,
 
     issuer = Issuer("https://ehr.example.org", "ES384")
     app = make_app(PROFILE="production", TRUSTED_ISSUERS=trusted_issuers_file(tmp_path / "i.json", issuer.config()))
-    app.extensions["cds.clock"] = lambda: FIXTURE.anchor
+    state(app).clock = lambda: FIXTURE.anchor
     payload = body()
     del payload["prefetch"]["conditions"]
     payload["fhirServer"] = "https://10.0.0.1/fhir"  # unroutable here: a connect attempt would wait for its timeout

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from cds_service.fhir.identity import is_foreign, own_resources, patient_mismatch, referenced_patient
 from cds_service.fixtures import load_fixtures
 from cds_service.services import declared_services
+from cds_service.state import state
 from tests.support import SERVICE_IDS, assert_operation_outcome
 
 FIXTURES = load_fixtures()
@@ -62,7 +63,7 @@ def test_a_patient_resource_that_is_someone_else_is_a_mismatch():
 
 
 def _call(app, fixture, mutate=None, context=None):
-    app.extensions["cds.clock"] = lambda: fixture.anchor
+    state(app).clock = lambda: fixture.anchor
     hook = fixture.expected["hook"]
     service = next(s for s in declared_services() if s.hook == hook)
     body = copy.deepcopy(fixture.hook_request(service.prefetch, fixture.anchor, hook=hook))  # fixtures stay as loaded

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from cds_service.services.declaration import CdsServiceDeclaration
+from cds_service.state import state
 from tests.support import SERVICE_IDS, assert_operation_outcome, hook_request
 
 PV = "/cds-services/fbss-miss-advisor"
@@ -238,7 +239,7 @@ def test_prefetch_value_that_is_not_a_resource_counts_as_not_satisfied(client, a
         seen.update(request.prefetch)
         return []
 
-    registry = app.extensions["cds.services"]
+    registry = state(app).services
     registry.replace(_with_advise(registry.get("fbss-miss-advisor"), advise))
     body = hook_request(prefetch={"patient": {"resourceType": "Patient", "id": "p1"}})
     body["prefetch"].update({"user": "123"})
@@ -306,7 +307,7 @@ def test_unexpected_error_is_500_with_request_id_and_no_stack_trace(app, client,
     def broken(request, runtime):
         raise RuntimeError("boom: internal detail")
 
-    registry = app.extensions["cds.services"]
+    registry = state(app).services
     registry.replace(_with_advise(registry.get("fbss-miss-advisor"), broken))
     response = client.post(PV, json=hook_request(), headers={"X-Request-ID": "req-42"})
     body = assert_operation_outcome(response, 500, "req-42")
@@ -323,7 +324,7 @@ def test_cards_are_emitted_without_empty_values(app, client):
             "system": "urn:spine-cds:card-type", "code": "fbss-imaging", "display": None}},
         "suggestions": [], "links": None, "overrideReasons": [{}],
     }
-    registry = app.extensions["cds.services"]
+    registry = state(app).services
     registry.replace(_with_advise(registry.get("fbss-miss-advisor"), lambda request, runtime: [card]))
     body = orjson.loads(client.post(PV, json=hook_request()).get_data())
     assert body == {"cards": [{

@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cds_service.fixtures import find_fixture
 from cds_service.services import patient_view
+from cds_service.state import state
 from tests.issuer import bearer
 from tests.support import hook_request
 
@@ -30,7 +31,7 @@ def test_hook_calls_are_counted_without_patient_data(app):
     client = app.test_client()
     before = samples(client)
     fixture = find_fixture("recurrent-herniation")
-    app.extensions["cds.clock"] = lambda: fixture.anchor
+    state(app).clock = lambda: fixture.anchor
     body = fixture.hook_request(patient_view.SERVICE.prefetch, fixture.anchor)
     assert client.post(PV, json=body).status_code == 200
     missing = hook_request(patient_id="secret-patient-991")

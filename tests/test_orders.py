@@ -14,6 +14,7 @@ from cds_service.fixtures import find_fixture, suggested_codes
 from cds_service.hooks.draft_orders import parse_draft_orders, resolve_medication
 from cds_service.render.catalogue import load_catalogue
 from cds_service.services import order_select, order_sign
+from cds_service.state import state
 
 SELECT, SIGN = "/cds-services/fbss-miss-order-select", "/cds-services/fbss-miss-order-sign"
 
@@ -22,7 +23,7 @@ def call(app, fixture_name, url=None, *, mutate=None):
     fixture = find_fixture(fixture_name)
     hook = fixture.expected["hook"] if url is None else ("order-select" if url == SELECT else "order-sign")
     service = order_select.SERVICE if hook == "order-select" else order_sign.SERVICE
-    app.extensions["cds.clock"] = lambda: fixture.anchor
+    state(app).clock = lambda: fixture.anchor
     context = copy.deepcopy(fixture.expected["context"])
     if hook == "order-select" and "selections" not in context:
         context["selections"] = [f"{e['resource']['resourceType']}/{e['resource']['id']}"

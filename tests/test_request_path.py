@@ -14,6 +14,7 @@ from cds_service.fhir.prefetch import PATIENT_RECORD
 from cds_service.fixtures import find_fixture
 from cds_service.sandbox.search import prefetch_for
 from cds_service.services import order_select
+from cds_service.state import state
 from tests.clinical.builders import E
 from tests.clinical.test_hot_path import synthetic_patient
 
@@ -35,7 +36,7 @@ def validations(monkeypatch):
 
 
 def test_a_large_prefetch_is_never_validated_with_fhir_resources(app, validations):
-    app.extensions["cds.clock"] = lambda: E
+    state(app).clock = lambda: E
     context = {"userId": "Practitioner/1", "patientId": "pat-1"}
     body = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", "context": context,
             "prefetch": prefetch_for(PATIENT_RECORD, context, synthetic_patient(500))}
@@ -52,7 +53,7 @@ def test_a_large_prefetch_is_never_validated_with_fhir_resources(app, validation
 
 def test_repeated_order_select_validates_nothing_again(app, validations):
     fixture = find_fixture("order-mixed-bundle")
-    app.extensions["cds.clock"] = lambda: fixture.anchor
+    state(app).clock = lambda: fixture.anchor
     selections = ["ServiceRequest/sr-mri", "MedicationRequest/mr-hydrocodone"]
     context = dict(fixture.expected["context"], selections=selections)
     body = fixture.hook_request(order_select.SERVICE.prefetch, fixture.anchor, hook="order-select", context=context)

@@ -20,6 +20,7 @@ from werkzeug.serving import make_server
 
 from cds_service.fixtures import find_fixture, load_fixtures, suggested_codes
 from cds_service.sandbox.fhir_server import create_fixtures_server
+from cds_service.state import state
 from cds_service.storage.models import Feedback, IssuedCard
 from tests.browser import ARTIFACTS, headless_chromium, requires_browser
 
@@ -108,7 +109,7 @@ def test_a_hook_call_fed_entirely_by_the_fixtures_server(app, fhir):
     """No prefetch, no token: the service reads everything from the fixtures server over real HTTP (local profile)."""
     for name in ("recurrent-herniation", "pseudarthrosis-with-risks", "chronic-low-back-pain"):
         fixture = find_fixture(name)
-        app.extensions["cds.clock"] = lambda: TODAY
+        state(app).clock = lambda: TODAY
         body = {"hook": "patient-view", "hookInstance": "0b7e4d64-2d5e-4a89-8f56-1c1e4a5d7a3b",
                 "fhirServer": fhir, "context": {"userId": "Practitioner/sandbox", "patientId": fixture.patient_id}}
         response = app.test_client().post("/cds-services/fbss-miss-advisor", json=body)
@@ -152,7 +153,7 @@ def test_the_sandbox_page_is_not_served_in_production(make_app):
 
 @requires_browser
 def test_the_sandbox_page_in_headless_chromium(app, tmp_path):
-    app.extensions["cds.clock"] = lambda: TODAY
+    state(app).clock = lambda: TODAY
     served = Served(app)
     driver = headless_chromium(tmp_path / "chrome", "1200,1600")
     try:
@@ -176,8 +177,8 @@ def test_the_sandbox_page_in_headless_chromium(app, tmp_path):
     finally:
         driver.quit()
         served.close()
-    app.extensions["cds.ledger"].flush()
-    with app.extensions["cds.database"].connect() as connection:
+    state(app).ledger.flush()
+    with state(app).database.connect() as connection:
         [row] = connection.execute(select(Feedback)).all()
         issued = connection.execute(select(IssuedCard.card_type).where(IssuedCard.card_uuid == card_uuid)).scalar()
     assert (row.outcome, row.card_uuid) == ("accepted", card_uuid)

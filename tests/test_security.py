@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cds_service import create_app
 from cds_service.config import ConfigError
 from cds_service.services.declaration import CdsServiceDeclaration
+from cds_service.state import state
 from tests.issuer import LOCAL_ROOT, Issuer, bearer, trusted_issuers_file
 from tests.support import assert_operation_outcome, hook_request
 
@@ -48,7 +49,7 @@ def production(make_app, tmp_path):
         app.calls.append(request.hook_instance)
         return []
 
-    registry = app.extensions["cds.services"]
+    registry = state(app).services
     old = registry.get("fbss-miss-advisor")
     registry.replace(CdsServiceDeclaration(id=old.id, hook=old.hook, title=old.title, description=old.description,
                                            advise=spy, prefetch=old.prefetch))
@@ -270,7 +271,7 @@ def test_a_malformed_key_in_a_jwks_is_left_out_and_the_others_still_verify(make_
 def test_key_rotation_triggers_one_refetch_and_unknown_kids_no_more(production):
     rotating = Issuer(REMOTE_ISSUER.iss, "ES384")
     now = [1000.0]
-    production.extensions["cds.verifier"].keys.clock = lambda: now[0]
+    state(production).verifier.keys.clock = lambda: now[0]
     with responses.RequestsMock() as mock:
         mock.add(responses.GET, JWKS_URL, json=rotating.jwks)
         assert post(production, rotating.token(LOCAL_ROOT + PV)).status_code == 200
@@ -305,7 +306,7 @@ def test_local_profile_trusts_a_sandbox_style_token(app):
     """The public sandbox's issuer and key id; the token is signed here with a key of the same kind, because the
     sandbox's private key is not part of the project — so the bundled public key must be swapped for the test."""
     sandbox = Issuer("https://sandbox.cds-hooks.org", "ES384")
-    verifier = app.extensions["cds.verifier"]
+    verifier = state(app).verifier
     original = verifier.issuers["https://sandbox.cds-hooks.org"]
     assert original.jwks["keys"][0]["kid"] == "44823f3d-0b01-4a6c-a80e-b9d3e8a7226f"
     verifier.issuers["https://sandbox.cds-hooks.org"] = original.__class__(

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from cds_service.cli import main
 from cds_service.config import ConfigError
 from cds_service.fixtures import find_fixture
+from cds_service.state import state
 from cds_service.storage.models import IssuedCard, SilentCall
 from cds_service.terminology.valuesets import value_set_files
 from tests.support import SERVICE_IDS
@@ -48,9 +49,9 @@ def live_value_set(name: str) -> dict:
 def call(app, fixture_name: str) -> tuple[list[dict], bytes]:
     """A fixture's call, its response closed as a server closes it once sent (which runs the silent evaluation)."""
     fixture = find_fixture(fixture_name)
-    app.extensions["cds.clock"] = lambda: fixture.anchor
+    state(app).clock = lambda: fixture.anchor
     hook = fixture.expected["hook"]
-    service = next(s for s in app.extensions["cds.services"] if s.hook == hook)
+    service = next(s for s in state(app).services if s.hook == hook)
     body = fixture.hook_request(service.prefetch, fixture.anchor, hook=hook)
     response = app.test_client().post(f"/cds-services/{SERVICE_IDS[hook]}", json=body)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -71,13 +72,13 @@ def without_uuids(cards: list[dict]) -> list[dict]:
 
 
 def stored(app, *columns):
-    app.extensions["cds.ledger"].flush()
-    with app.extensions["cds.database"].connect() as connection:
+    state(app).ledger.flush()
+    with state(app).database.connect() as connection:
         return connection.execute(select(*columns)).all()
 
 
 def report(app, query: str = "") -> dict:
-    app.extensions["cds.ledger"].flush()
+    state(app).ledger.flush()
     return orjson.loads(app.test_client().get("/analytics/feedback" + query).get_data())
 
 
@@ -95,7 +96,7 @@ def pair(make_app, tmp_path):
 
     yield _make
     for app in made:
-        app.extensions["cds.ledger"].close()
+        state(app).ledger.close()
 
 
 def test_a_threshold_changed_silently_fires_where_live_does_not_and_the_response_is_unchanged(pair):
@@ -107,8 +108,8 @@ def test_a_threshold_changed_silently_fires_where_live_does_not_and_the_response
     assert live_cards == [] and cards == []  # the response is the live version's
     silent_rows = stored(with_silent, IssuedCard.card_type, IssuedCard.silent, IssuedCard.knowledge_version)
     assert {(card_type, silent) for card_type, silent, _ in silent_rows} >= {("fbss-imaging", True)}
-    silent_version = with_silent.extensions["cds.silent"].version
-    assert silent_version != with_silent.extensions["cds.knowledge_version"]
+    silent_version = state(with_silent).silent.version
+    assert silent_version != state(with_silent).knowledge_version
     assert {version for _, _, version in silent_rows} == {silent_version}
     [comparison] = report(with_silent)["silent"]
     assert comparison["calls"] == 1 and comparison["silentVersion"] == silent_version
@@ -176,8 +177,8 @@ def test_a_failing_silent_evaluation_never_touches_the_live_answer(pair, caplog,
         def render(self, *args, **kwargs):
             return 1 / 0
 
-    monkeypatch.setitem(with_silent.extensions, "cds.silent",
-                        dataclasses.replace(with_silent.extensions["cds.silent"], renderer=BrokenRenderer()))
+    monkeypatch.setattr(state(with_silent), "silent",
+                        dataclasses.replace(state(with_silent).silent, renderer=BrokenRenderer()))
     with caplog.at_level(logging.ERROR, logger="cds_service.silent"):
         cards, _ = call(with_silent, "01")
     assert without_uuids(cards) == without_uuids(call(live, "01")[0])
@@ -219,7 +220,7 @@ def test_silent_rows_are_stored_on_each_database_and_compared_on_the_page_and_th
         assert comparison["calls"] == 2
         rows = {row["cardType"]: row for row in comparison["cardTypes"]}
         assert rows["fbss-imaging"]["added"] == 1 and rows["fbss-imaging"]["liveAcceptanceRate"] == 1.0
-        silent_version = app.extensions["cds.silent"].version
+        silent_version = state(app).silent.version
         page = app.test_client().get("/analytics").get_data(as_text=True)
         assert f"Silent knowledge {silent_version}" in page and "<td>fbss-imaging</td><td>50.0</td><td>100.0</td>" \
             "<td>1</td><td>0</td><td>100%</td>" in page
@@ -230,8 +231,8 @@ def test_silent_rows_are_stored_on_each_database_and_compared_on_the_page_and_th
         [line] = [line for line in printed.output.splitlines() if line.startswith("fbss-imaging") and "100.0" in line]
         assert line.split()[1:5] == ["50.0", "100.0", "1", "0"]
     finally:
-        app.extensions["cds.ledger"].close()
-        app.extensions["cds.database"].dispose()
+        state(app).ledger.close()
+        state(app).database.dispose()
 
 
 def test_over_http_the_server_evaluates_silently_after_sending_the_response(tmp_path):
@@ -272,6 +273,6 @@ def test_a_silent_version_identical_to_the_live_files_has_the_live_version(make_
     (folder / "cards" / "red-flag.yaml").write_bytes((CARDS / "red-flag.yaml").read_bytes())
     app = make_app(SILENT_KNOWLEDGE=str(folder))
     try:
-        assert app.extensions["cds.silent"].version == app.extensions["cds.knowledge_version"]
+        assert state(app).silent.version == state(app).knowledge_version
     finally:
-        app.extensions["cds.ledger"].close()
+        state(app).ledger.close()

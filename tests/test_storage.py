@@ -32,6 +32,7 @@ from werkzeug.serving import make_server
 from cds_service.cli import main
 from cds_service.fixtures import find_fixture
 from cds_service.services import patient_view
+from cds_service.state import state
 from cds_service.storage.database import create_database_engine
 from cds_service.storage.ledger import CardLedger
 from cds_service.storage.migrate import current_revision, downgrade, head_revision, upgrade
@@ -49,8 +50,8 @@ FEEDBACK = PV + "/feedback"
 def store_app(make_app, database_url):
     app = make_app(DATABASE_URL=database_url)
     yield app
-    app.extensions["cds.ledger"].close()
-    app.extensions["cds.database"].dispose()
+    state(app).ledger.close()
+    state(app).database.dispose()
 
 
 def item(card=None, outcome="overridden", when="2025-06-01T12:05:31Z", **extra):
@@ -65,7 +66,7 @@ def count_rows(engine, model) -> int:
 
 
 def count(app, model) -> int:
-    return count_rows(app.extensions["cds.database"], model)
+    return count_rows(state(app).database, model)
 
 
 def test_migrations_from_empty_to_head_and_back(database_url):
@@ -210,10 +211,10 @@ def test_sqlite_runs_in_wal_mode_without_waiting_for_fsync_on_commit(tmp_path):
 def issue_cards(app, fixture_name="recurrent-herniation"):
     """A real hook call; returns the cards, with the ledger written."""
     fixture = find_fixture(fixture_name)
-    app.extensions["cds.clock"] = lambda: fixture.anchor
+    state(app).clock = lambda: fixture.anchor
     body = fixture.hook_request(patient_view.SERVICE.prefetch, fixture.anchor)
     cards = orjson.loads(app.test_client().post(PV, json=body).get_data())["cards"]
-    app.extensions["cds.ledger"].flush()
+    state(app).ledger.flush()
     return cards
 
 
@@ -229,11 +230,11 @@ def test_the_patient_hash_is_hmac_sha256_of_the_id_under_the_secret():
 
 def test_the_ledger_keeps_ids_and_a_patient_hash_never_the_patient_id(store_app):
     cards = issue_cards(store_app)
-    with store_app.extensions["cds.database"].connect() as connection:
+    with state(store_app).database.connect() as connection:
         rows = connection.execute(select(IssuedCard)).all()
     assert {row.card_uuid for row in rows} == {card["uuid"] for card in cards}
     assert {row.card_type for row in rows} == {"fbss-imaging", "revision-referral"}
-    assert all(row.knowledge_version == store_app.extensions["cds.knowledge_version"] for row in rows)
+    assert all(row.knowledge_version == state(store_app).knowledge_version for row in rows)
     patient_id = find_fixture("recurrent-herniation").patient_id
     assert all(row.patient_hash != patient_id and len(row.patient_hash) == 64 for row in rows)
     assert len({row.patient_hash for row in rows}) == 1
@@ -243,11 +244,11 @@ def test_the_ledger_keeps_ids_and_a_patient_hash_never_the_patient_id(store_app)
 def test_the_ledger_is_handed_the_rows_never_the_request(store_app):
     # What waits for the writer must be small values: a request (its decoded prefetch) kept alive there until the next
     # flush cost a quarter of the HTTP throughput (bench/).
-    ledger = CardLedger(store_app.extensions["cds.database"], Spool(Path(store_app.instance_path, "spool")),
+    ledger = CardLedger(state(store_app).database, Spool(Path(store_app.instance_path, "spool")),
                         flush_interval=60)
-    store_app.extensions["cds.ledger"] = ledger
+    state(store_app).ledger = ledger
     fixture = find_fixture("recurrent-herniation")
-    store_app.extensions["cds.clock"] = lambda: fixture.anchor
+    state(store_app).clock = lambda: fixture.anchor
     body = fixture.hook_request(patient_view.SERVICE.prefetch, fixture.anchor)
     cards = orjson.loads(store_app.test_client().post(PV, json=body).get_data())["cards"]
     queued = list(ledger._pending)
@@ -281,7 +282,7 @@ def test_a_hook_call_followed_by_feedback_gives_the_right_report(store_app):
     by_type = {row["cardType"]: row for row in report["cardTypes"]}
     # The same chart opened twice by the same user: each card shown twice, one presentation (accepted once).
     assert by_type["fbss-imaging"] == {
-        "cardType": "fbss-imaging", "knowledgeVersion": store_app.extensions["cds.knowledge_version"],
+        "cardType": "fbss-imaging", "knowledgeVersion": state(store_app).knowledge_version,
         "issued": 2, "presentations": 1, "reissued": 1, "accepted": 1, "overridden": 0, "noResponse": 0,
         "acceptanceRate": 1.0, "acceptedSuggestions": {mri["label"]: 1}, "overrideReasons": {}, "comments": 0}
     assert by_type["revision-referral"]["overridden"] == 1 and by_type["revision-referral"]["accepted"] == 0
@@ -289,7 +290,7 @@ def test_a_hook_call_followed_by_feedback_gives_the_right_report(store_app):
     assert by_type["revision-referral"]["comments"] == 1
     assert report["unknownCardFeedback"] == 0
     # The comment's text is not stored (free text may hold PHI).
-    with store_app.extensions["cds.database"].connect() as connection:
+    with state(store_app).database.connect() as connection:
         dumped = str(connection.execute(select(Feedback)).all())
     assert "Dr X" not in dumped
 
@@ -320,8 +321,8 @@ def test_cards_of_the_sandbox_page_are_left_out_of_the_report_unless_asked(store
     """The built-in /sandbox page writes its cards into the ledger marked as such; a clinician never saw them."""
     client = store_app.test_client()
     assert client.get("/sandbox?patient=07-recurrent-herniation&hook=patient-view").status_code == 200
-    with store_app.extensions["cds.database"].connect() as connection:
-        ledger = store_app.extensions["cds.ledger"]
+    with state(store_app).database.connect() as connection:
+        ledger = state(store_app).ledger
         ledger.flush()
         sources = set(connection.execute(select(IssuedCard.source)).scalars())
     assert sources == {"sandbox"}
@@ -338,7 +339,7 @@ def _order_call(app, hook, selections=None):
     from cds_service.services import order_select, order_sign  # noqa: PLC0415
 
     fixture = find_fixture("order-select-one-of-several")
-    app.extensions["cds.clock"] = lambda: fixture.anchor
+    state(app).clock = lambda: fixture.anchor
     context = copy.deepcopy(fixture.expected["context"])
     if selections is not None:
         context["selections"] = selections
@@ -348,7 +349,7 @@ def _order_call(app, hook, selections=None):
     body = fixture.hook_request(service.prefetch, fixture.anchor, hook=hook, context=context)
     url = "/cds-services/fbss-miss-order-select" if hook == "order-select" else "/cds-services/fbss-miss-order-sign"
     cards = orjson.loads(app.test_client().post(url, json=body).get_data())["cards"]
-    app.extensions["cds.ledger"].flush()
+    state(app).ledger.flush()
     return {card["source"]["topic"]["code"]: card for card in cards}
 
 
@@ -401,7 +402,7 @@ def test_report_since_filters_by_issue_date(store_app):
 def test_report_until_includes_the_whole_day_named(store_app):
     issue_cards(store_app)  # issued now (the ledger's issued_at is the call's clock: the fixture's anchor)
     client = store_app.test_client()
-    with store_app.extensions["cds.database"].connect() as connection:
+    with state(store_app).database.connect() as connection:
         issued = connection.execute(select(func.min(IssuedCard.issued_at))).scalar_one()
     day = issued.date()
     same_day = orjson.loads(client.get(f"/analytics/feedback?until={day.isoformat()}").get_data())

@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from cds_service.errors import InvalidRequest
 from cds_service.http.pages import html_page
 from cds_service.render.catalogue import OVERRIDE_REASON_SYSTEM, declared_override_reasons
+from cds_service.state import state
 from cds_service.storage.ledger import CALL_SOURCES
 from cds_service.storage.report import FeedbackReport, feedback_report, report_csv
 
@@ -50,7 +51,7 @@ def _sources() -> tuple[str, ...] | None:
 
 
 def _report() -> FeedbackReport:
-    return feedback_report(current_app.extensions["cds.database"], _date("since"),
+    return feedback_report(state(current_app).database, _date("since"),
                            declared_reasons=declared_override_reasons(), reason_system=OVERRIDE_REASON_SYSTEM,
                            sources=_sources(), until=_until())
 
@@ -72,4 +73,4 @@ def page() -> Response:
     report = _report()
     bars = [(row.card_type, row.knowledge_version, row.acceptance_rate, row.issued) for row in report.rows]
     return html_page("analytics.html", report=report, bars=bars, query=request.query_string.decode("latin-1"),
-                     knowledge_version=current_app.extensions["cds.knowledge_version"])
+                     knowledge_version=state(current_app).knowledge_version)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from cds_service.state import state
+
 bp = Blueprint("discovery", __name__)
 
 
 @bp.get("/cds-services")
 def discovery() -> Response:
-    return jsonify(current_app.extensions["cds.services"].discovery())
+    return jsonify(state(current_app).services.discovery())

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, g, jsonify
 from cds_service.errors import InvalidRequest
 from cds_service.http.invocation import find_service, read_json_body
 from cds_service.metrics import count_feedback
+from cds_service.state import state
 from cds_service.storage.feedback_store import store_feedback
 from cds_service.storage.models import Feedback
 
@@ -107,7 +108,7 @@ def _check_coding_text(value: Any, where: str, column: Any) -> None:
 def feedback(service_id: str) -> Response:
     find_service(service_id)
     items = check_feedback(read_json_body())
-    stored = store_feedback(current_app.extensions["cds.database"], service_id, items, datetime.now(UTC))
+    stored = store_feedback(state(current_app).database, service_id, items, datetime.now(UTC))
     for card_type, outcome in stored:
         count_feedback(card_type, outcome)
     log.info("feedback stored", extra={"request_id": g.request_id, "service": service_id, "items": len(items),

@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.http.errors import operation_outcome
 from cds_service.metrics import exposition
+from cds_service.state import state
 from cds_service.storage.migrate import current_revision, head_revision
 
 bp = Blueprint("health", __name__)
@@ -37,19 +38,19 @@ def readyz() -> Response:
     app = current_app
     checks: dict[str, str] = {
         "configuration": "ok",
-        "valueSets": "ok" if app.extensions.get("cds.value_sets") else "not compiled",
-        "services": "ok" if len(app.extensions["cds.services"]) else "none declared",
+        "valueSets": "ok" if state(app).value_sets else "not compiled",
+        "services": "ok" if len(state(app).services) else "none declared",
     }
-    ledger = app.extensions["cds.ledger"]
+    ledger = state(app).ledger
     checks["ledger"] = ledger.problem() or "ok"
-    database = app.extensions["cds.database"]
+    database = state(app).database
     degraded: list[str] = []
     try:
         revision = current_revision(database)
         checks["database"] = "ok" if revision == _head() else f"schema at {revision}, not {_head()} (migrate)"
     except SQLAlchemyError as exc:
         log.warning("readiness: database unreachable", extra={"error_type": type(exc).__name__})
-        if app.extensions["cds.settings"].is_production:
+        if state(app).settings.is_production:
             checks["database"] = "unreachable (client tokens cannot be checked for replay)"
         else:
             checks["database"] = "degraded"

@@ -26,6 +26,7 @@ from cds_service.render.cards import RenderedCard
 from cds_service.services.declaration import CdsServiceDeclaration
 from cds_service.services.runtime import Rerun, Runtime
 from cds_service.silent import SilentCall, SilentKnowledge, evaluate_silently
+from cds_service.state import state
 from cds_service.storage.ledger import CALL_SOURCES, IssuedCardRow
 from cds_service.storage.models import IssuedCard
 from cds_service.storage.storable import storable
@@ -36,7 +37,7 @@ _HOOK_INSTANCE = IssuedCard.__table__.c.hook_instance
 
 def find_service(service_id: str, app: Flask | None = None) -> CdsServiceDeclaration:
     """The declared service with this id, or 404."""
-    service = (app or current_app).extensions["cds.services"].get(service_id)
+    service = state(app).services.get(service_id)
     if service is None:
         raise UnknownService(f"No CDS service with id '{service_id}'. See GET /cds-services for the services.")
     g.service_id = service.id
@@ -94,12 +95,11 @@ def invoke(service_id: str) -> Response:
     if len(hook_request.hook_instance) > _HOOK_INSTANCE.type.length:  # the ledger's column: refused, not cut
         raise InvalidRequest(f"'hookInstance' is longer than {_HOOK_INSTANCE.type.length} characters (a UUID is 36).")
     context.hook = hook_request.hook
-    extensions = app.extensions
-    silent = extensions.get("cds.silent")
-    runtime = Runtime(now=extensions["cds.clock"](), thresholds=extensions["cds.thresholds"],
-                      renderer=extensions["cds.renderer"], fhir_client=extensions["cds.fhir_client"],
-                      fetch_policy=extensions["cds.fetch_policy"],
-                      max_draft_orders=extensions["cds.settings"].max_draft_orders,
+    instance = state(app)
+    silent = instance.silent
+    runtime = Runtime(now=instance.clock(), thresholds=instance.thresholds, renderer=instance.renderer,
+                      fhir_client=instance.fhir_client, fetch_policy=instance.fetch_policy,
+                      max_draft_orders=instance.settings.max_draft_orders,
                       rerun=Rerun() if silent is not None else None)
     cards = [card if isinstance(card, RenderedCard) else jsonio.compact(card)
              for card in service.advise(hook_request, runtime)]
@@ -111,27 +111,26 @@ def invoke(service_id: str) -> Response:
         # The rows are built here and the writer gets only them. Handing it the request to build them later kept every
         # request's decoded prefetch alive for up to a flush interval (most likely the cost is the memory this keeps
         # touching, and the live objects the collector traces), which cost throughput and p99 (bench/DECISIONS.md).
-        extensions["cds.ledger"].record(ledger_rows(
+        instance.ledger.record(ledger_rows(
             cards, service.id, hook_request, runtime.now,
-            patient_hasher=extensions["cds.patient_hasher"], knowledge_version=extensions["cds.knowledge_version"],
-            source=source))
+            patient_hasher=instance.patient_hasher, knowledge_version=instance.knowledge_version, source=source))
     for card in cards:  # counted once recorded: a call refused for want of a ledger (503) issued no card
         count_card(card["source"]["topic"]["code"])
     response = jsonify({"cards": cards})
-    if runtime.rerun is not None and runtime.rerun.evaluate is not None:
+    if silent is not None and runtime.rerun is not None and runtime.rerun.evaluate is not None:
         _after_response(response, app, silent, SilentCall(
             rerun=runtime.rerun, runtime=runtime, service_id=service.id, hook=hook_request.hook,
-            live_version=extensions["cds.knowledge_version"], source=source,
+            live_version=instance.knowledge_version, source=source,
             live_card_types=tuple(card["source"]["topic"]["code"] for card in cards),
             rows=lambda silent_cards: ledger_rows(
-                silent_cards, service.id, hook_request, runtime.now, patient_hasher=extensions["cds.patient_hasher"],
+                silent_cards, service.id, hook_request, runtime.now, patient_hasher=instance.patient_hasher,
                 knowledge_version=silent.version, source=source, silent=True)))
     return response
 
 
 def _after_response(response: Response, app: Flask, knowledge: SilentKnowledge, call: SilentCall) -> None:
     """The silent version's evaluation, once the server has sent the response and closes it."""
-    ledger, slot = app.extensions["cds.ledger"], app.extensions["cds.cpu_slot"]
+    ledger, slot = state(app).ledger, state(app).cpu_slot
     response.call_on_close(lambda: evaluate_silently(call, knowledge, ledger, slot))
 
 

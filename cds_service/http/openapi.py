@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, jsonify
 
+from cds_service.state import state
+
 bp = Blueprint("openapi", __name__)
 
 _DOCUMENT = orjson.loads(resources.files(__package__).joinpath("openapi.json").read_bytes())
@@ -29,5 +31,5 @@ def openapi_document(service_ids: list[str]) -> dict[str, Any]:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    services = current_app.extensions["cds.services"]
+    services = state(current_app).services
     return jsonify(openapi_document([service.id for service in services]))

@@ -19,6 +19,7 @@ from markupsafe import Markup
 from cds_service.fixtures import load_fixtures, order_context
 from cds_service.http.invocation import CALL_SOURCE
 from cds_service.http.pages import html_page
+from cds_service.state import state
 
 bp = Blueprint("sandbox", __name__, template_folder="templates")
 
@@ -46,8 +47,8 @@ def sandbox() -> Response:
 
 def _call(fixture: Any, hook: str, order: str | None) -> dict[str, Any]:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    service = next(s for s in app.extensions["cds.services"] if s.hook == hook)
-    now = app.extensions["cds.clock"]()
+    service = next(s for s in state(app).services if s.hook == hook)
+    now = state(app).clock()
     try:
         context = order_context(fixture, hook, order, now)
     except LookupError as exc:

@@ -15,6 +15,7 @@ from flask import Flask, current_app, g, request
 from cds_service.errors import AuthenticationFailed, NotEnabled
 from cds_service.metrics import auth_failure
 from cds_service.security.verify import TokenVerifier
+from cds_service.state import state
 
 log = logging.getLogger("cds_service.security")
 PROTECTED_BLUEPRINTS = frozenset({"discovery", "invocation", "feedback", "analytics"})
@@ -23,7 +24,7 @@ PROTECTED_BLUEPRINTS = frozenset({"discovery", "invocation", "feedback", "analyt
 def endpoint_audience() -> str:
     """The URL the client called, as it knows it: CDS_PUBLIC_BASE_URL plus the path. Only the local profile may go
     without it (the settings refuse production without it), and then the URL the request was sent to stands in."""
-    base = current_app.extensions["cds.settings"].public_base_url or request.url_root
+    base = state(current_app).settings.public_base_url or request.url_root
     return base.rstrip("/") + request.path
 
 
