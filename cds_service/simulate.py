@@ -12,7 +12,7 @@ from flask import Flask
 
 from cds_service.app import create_app
 from cds_service.fixtures import Fixture, check, find_fixture, load_fixtures, noon, order_context
-from cds_service.http.invocation import CALL_SOURCE
+from cds_service.http.answered import CALL_SOURCE
 from cds_service.state import state
 
 _MARK = {"critical": "[CRITICAL]", "warning": "[WARNING]", "info": "[INFO]"}

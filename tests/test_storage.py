@@ -482,7 +482,7 @@ def test_analytics_page_in_headless_chromium(make_app, tmp_path):
 
 
 def test_a_card_shown_as_info_at_signing_because_of_the_warning_cap_is_the_same_card():
-    from cds_service.http.invocation import content_digest  # noqa: PLC0415
+    from cds_service.http.answered import content_digest  # noqa: PLC0415
 
     card = {"source": {"topic": {"code": "opioid-order"}}, "indicator": "warning", "summary": "s", "detail": "d",
             "suggestions": [{"label": "Refer to pain management"}]}

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, request
 from markupsafe import Markup
 
 from cds_service.fixtures import load_fixtures, order_context
-from cds_service.http.invocation import CALL_SOURCE
+from cds_service.http.answered import CALL_SOURCE
 from cds_service.http.pages import html_page
 from cds_service.state import state
 
