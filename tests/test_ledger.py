@@ -16,9 +16,9 @@ from sqlalchemy.engine import make_url
 
 from cds_service.errors import ServiceUnavailable
 from cds_service.storage.database import create_database_engine
-from cds_service.storage.ledger import CardLedger, IssuedCardRow, decode, encode
+from cds_service.storage.ledger import CardLedger, IssuedCardRow, SilentCallRow, decode, encode
 from cds_service.storage.migrate import upgrade
-from cds_service.storage.models import IssuedCard, IssuedSuggestion
+from cds_service.storage.models import IssuedCard, IssuedSuggestion, SilentCall
 from cds_service.storage.spool import DEAD_LETTER, Spool
 from tests.faults import TcpProxy
 
@@ -88,6 +88,38 @@ def test_a_process_killed_before_its_writer_ran_leaves_rows_that_the_next_start_
     restarted.replay()
     assert count(engine) == 12 and count(engine, IssuedSuggestion) == 12
     assert spool.segment_paths() == []
+
+
+def silent_call(live: str = "fbss-imaging", silent: str = "fbss-imaging revision-referral") -> SilentCallRow:
+    return SilentCallRow(call_uuid=str(uuid.uuid4()), service_id="svc", hook="patient-view", source="ehr",
+                         evaluated_at=NOW, live_version="v1", silent_version="v2", live_card_types=live,
+                         silent_card_types=silent)
+
+
+def test_a_silent_evaluation_s_rows_survive_a_crash_and_are_replayed(engine, spool, tmp_path):
+    """A silent call's line (its cards marked silent and the comparison row) reads back as written, and a spool
+    left by a killed process lands whole: nothing set aside as a dead letter."""
+    ledger = CardLedger(engine, spool, flush_interval=60)
+    recorded = [*rows(2, silent=True, knowledge_version="v2"), silent_call()]
+    ledger.record(recorded)
+    [segment] = spool.segment_paths()
+    assert decode(segment.read_bytes()) == recorded
+    os.close(spool._current.fd)  # SIGKILL
+    spool._current = None
+    restarted = CardLedger(engine, Spool(tmp_path / "spool"))
+    restarted.replay()
+    assert count(engine) == 2 and count(engine, SilentCall) == 1
+    with engine.connect() as connection:
+        assert set(connection.execute(select(IssuedCard.silent)).scalars()) == {True}
+    assert not (tmp_path / "spool" / DEAD_LETTER).exists()
+
+
+def test_a_line_written_before_silent_mode_still_reads(engine, spool):
+    """Spool lines of the previous version (twelve fields a card, no silent calls) replay as live cards."""
+    [row] = rows(1)
+    old = encode([row]).replace(b",false]]", b"]]")
+    assert old != encode([row])
+    assert decode(old) == [row]
 
 
 def test_a_segment_held_by_a_live_process_is_not_replayed_by_another(engine, spool, tmp_path):

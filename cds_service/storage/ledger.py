@@ -113,12 +113,9 @@ def decode(line: bytes) -> list[LedgerRow]:
         # A null stays null: the database, not the spool, decides whether a row is storable (and sets it aside
         # alone, where a refused line would take the call's other rows with it).
         # A line written by an earlier version has fewer fields: nine before the call's source was recorded (its
-        # calls came from EHRs), ten before the user and content digest were.
-        return [IssuedCardRow(uid, card_type, service_id, hook, hook_instance, version, patient,
-                              datetime.fromisoformat(issued) if issued is not None else issued,
-                              tuple((suggestion, label) for suggestion, label in suggestions), *later)
-                for uid, card_type, service_id, hook, hook_instance, version, patient, issued, suggestions, *later
-                in orjson.loads(line)]
+        # calls came from EHRs), ten before the user and content digest were, twelve before silent cards were.
+        return [_decoded_silent_call(item["silentCall"]) if isinstance(item, dict) else _decoded_card(item)
+                for item in orjson.loads(line)]
     except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
         raise ValueError(f"not a ledger spool line ({type(exc).__name__})") from None
 
