@@ -1,4 +1,4 @@
-"""The values the clinical core hands on: evidence, surgeries, suggestions and findings. Plain, immutable data."""
+"""The values the clinical core hands on: evidence, surgeries, suggestions and findings; not changed once built."""
 
 from __future__ import annotations
 

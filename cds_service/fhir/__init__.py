@@ -1,1 +1,1 @@
-"""FHIR data for the services: prefetch templates (and, later, the FHIR client and the PatientRecord)."""
+"""FHIR data for the services: prefetch templates and their resolution, the FHIR client, dates, the PatientRecord."""

@@ -1,4 +1,4 @@
-"""The CDS Hooks 2.0 request: checked once, then handed on as a plain, immutable value.
+"""The CDS Hooks 2.0 request: checked once, then handed on as a plain value nothing changes.
 
 The checks are the ones the specification makes REQUIRED (CDS Hooks 2.0, 'HTTP Request'); everything
 else a client may send (unknown fields, `extension`) is ignored, so clients of later versions still work. The body
