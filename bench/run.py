@@ -279,6 +279,21 @@ def over_http(seconds: int) -> tuple[list[dict], list[float]]:
         server.wait(timeout=30)
 
 
+def _commit() -> str:
+    """The commit measured (with `+changes` when the tree differs from it), or `unknown` outside a git checkout."""
+    git = shutil.which("git")
+    if git is None:
+        return "unknown"
+    try:
+        head = subprocess.run([git, "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run([git, "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}+changes" if dirty else head
+
+
 def report(process_rows: list[dict], http_rows: list[dict], peaks: list[float], seconds: int) -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -294,7 +309,7 @@ def report(process_rows: list[dict], http_rows: list[dict], peaks: list[float], 
         "# Benchmark results", "",
         f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} with `make bench{'-compiled' if record else ''}` on "
         f"{os.cpu_count()} cores "
-        f"({cpu}), Python {platform.python_version()}, {versions}; {built}.", "",
+        f"({cpu}), Python {platform.python_version()}, {versions}; {built}; commit {_commit()}.", "",
         "Patients from `bench/generate.py`: EHR-shaped R4 resources (narrative, meta, identifiers, several codings "
         "per concept; about 1.7 KB each), a few matching the rules among many that do not. The service decodes the "
         "request keeping only the elements it reads (msgspec), so its cost is compared with a full `orjson.loads` of "

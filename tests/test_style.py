@@ -29,3 +29,48 @@ def test_no_benchmark_figure_in_a_comment_or_docstring():
 def test_the_check_finds_a_figure():
     assert FIGURE.search("# about 20 ms on first use") and FIGURE.search("costs 8-17 us")
     assert not FIGURE.search("# HbA1c of 8.0 % and above") and not FIGURE.search("# at most 16 KB per key")
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """Each module's module-level imports of other cds_service modules (TYPE_CHECKING blocks aside)."""
+    import ast  # noqa: PLC0415
+
+    modules = {".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): path
+               for path in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.parse(path.read_text()).body:
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cds_service"):
+                targets = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            graph[name] |= {target for target in targets if target in modules and target != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[str]:
+    cycles: list[str] = []
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        for imported in sorted(graph[module]):
+            if imported in path:
+                cycles.append(" -> ".join([*path[path.index(imported):], imported]))
+            elif imported not in done:
+                visit(imported, [*path, imported])
+        done.add(module)
+
+    for module in sorted(graph):
+        if module not in done:
+            visit(module, [module])
+    return cycles
+
+
+def test_no_import_cycle_between_modules():
+    """The request path reads one way (HTTP, request, services, patient data, record, facts, rules, cards): a module
+    that imports one importing it back would blur which layer owns what."""
+    graph = _module_imports()
+    assert "cds_service.clinical.facts" in graph["cds_service.clinical.rules"]  # the check reads imports at all
+    assert _cycles(graph) == []
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a -> b -> c -> a"]  # and finds one when there is
