@@ -488,3 +488,19 @@ def test_a_card_shown_as_info_at_signing_because_of_the_warning_cap_is_the_same_
             "suggestions": [{"label": "Refer to pain management"}]}
     assert content_digest(card) == content_digest({**card, "indicator": "info"})
     assert content_digest(card) != content_digest({**card, "detail": "d, with another order"})
+
+
+def test_instances_starting_together_on_one_instance_folder_share_one_generated_secret(tmp_path):
+    """Replicas on a shared volume (deploy/compose.yaml) each generate a secret at start: one wins, all use it, and
+    nobody reads a file half written."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    from cds_service.storage.patient_hash import patient_hasher  # noqa: PLC0415
+
+    for attempt in range(20):
+        folder = tmp_path / f"instance-{attempt}"
+        with ThreadPoolExecutor(8) as pool:
+            hashers = list(pool.map(patient_hasher, [None] * 8, [str(folder)] * 8))
+        assert len({hasher("p1") for hasher in hashers}) == 1
+        assert [path.name for path in folder.iterdir()] == ["patient-hash.secret"]  # no draft left behind
+        assert len((folder / "patient-hash.secret").read_text()) == 64

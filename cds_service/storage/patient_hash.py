@@ -33,8 +33,18 @@ def patient_hasher(configured: str | None, instance_path: str) -> PatientHasher:
         return PatientHasher(configured.encode())
     path = Path(instance_path, "patient-hash.secret")
     if not path.exists():
+        # Written whole under a name of its own, then linked into place: instances starting together on one shared
+        # instance folder (compose replicas, pods on one volume) all end up with the one secret that won, and none
+        # reads a file another is still writing.
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as file:
             file.write(secrets.token_hex(32))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another instance's secret is in place: use it
+        finally:
+            draft.unlink()
     return PatientHasher(path.read_text().strip().encode())
