@@ -73,4 +73,4 @@ def test_the_compose_file_is_valid_and_runs_migrations_before_the_instances():
     assert services["cds"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["cds"]["deploy"]["replicas"] == 3
     nginx = (DEPLOY / "nginx.conf").read_text()
-    assert "proxy_next_upstream error;" in nginx and "proxy_request_buffering on;" in nginx
+    assert "proxy_next_upstream error non_idempotent;" in nginx and "proxy_request_buffering on;" in nginx
