@@ -19,7 +19,7 @@ RUN python3 -m venv /opt/venv
 COPY pyproject.toml setup.py constraints.txt README.md ./
 COPY cds_service ./cds_service
 COPY cards ./cards
-RUN /opt/venv/bin/pip install --constraint constraints.txt . \
+RUN /opt/venv/bin/pip install --constraint constraints.txt '.[tracing]' \
  && /opt/venv/bin/pip uninstall --yes pip
 
 FROM ${BASE}

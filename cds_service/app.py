@@ -16,6 +16,7 @@ import yaml
 from flask import Flask
 from flask_cors import CORS
 
+from cds_service import tracing
 from cds_service.clinical import orders as clinical_orders
 from cds_service.clinical import rules as clinical_rules
 from cds_service.clinical.engine import prepare as prepare_clinical_core
@@ -102,6 +103,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         patient_hasher=patient_hasher(settings.patient_hash_secret, app.instance_path),
         knowledge_version=knowledge_version(thresholds), verifier=verifier,
         silent=_silent_knowledge(settings) if settings.silent_knowledge else None)
+    tracing.configure(settings.otlp_endpoint)  # per process: server.py configures each worker again after the fork
     _install_cors(app, settings)
     install_request_logging(app)
     install_authentication(app, verifier, required=settings.is_production)

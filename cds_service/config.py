@@ -138,6 +138,10 @@ SETTINGS: tuple[Setting, ...] = (
             "replacing the live files of the same name): evaluated on every call after the response is sent, its "
             "cards recorded and never returned, compared with the live version in /analytics. See README, Silent "
             "mode.", None, None),
+    Setting("OTLP_ENDPOINT", _str, "OpenTelemetry OTLP/HTTP traces endpoint, e.g. `http://collector:4318/v1/traces`. "
+            "Set, a span per hook call (child spans per FHIR read and the ledger write) is exported; attributes carry "
+            "no patient data. Needs the `tracing` extra (`pip install '.[tracing]'`; the Docker image has it). "
+            "Default: off.", None, None),
     Setting("LOG_LEVEL", _log_level, "Level of the JSON log lines written to standard error.", "INFO", "INFO"),
 )
 
@@ -175,6 +179,7 @@ class Settings:
     patient_hash_secret: str | None
     thresholds_file: str | None
     silent_knowledge: str | None
+    otlp_endpoint: str | None
     log_level: str
 
     @property

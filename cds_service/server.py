@@ -21,6 +21,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 from prometheus_client import multiprocess
 
+from cds_service import tracing
 from cds_service.app import create_app
 from cds_service.config import Settings
 from cds_service.http import server_errors
@@ -113,6 +114,7 @@ class GunicornServer(BaseApplication):
             # master's session too), then start this worker's ledger writer, which replays what others left.
             database.dispose(close=False)
             ledger.start()
+            tracing.configure(state(app).settings.otlp_endpoint)  # the exporter's thread did not cross the fork
             memory.retire = lambda now, floor: retire(worker, now, floor, memory.headroom_bytes)
 
         self.cfg.set("post_fork", post_fork)

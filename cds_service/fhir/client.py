@@ -38,6 +38,7 @@ from urllib3 import exceptions as urllib3_errors
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from cds_service import tracing
 from cds_service.cpu_slot import CpuSlot
 
 log = logging.getLogger("cds_service.fhir")
@@ -170,7 +171,9 @@ class FhirClient:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         read = _Read(session, base_url, headers, time.monotonic() + policy.deadline, policy)
-        futures: dict[Future[FetchResult], str] = {pool.submit(read.fetch, url): key for key, url in urls.items()}
+        carried = tracing.current_context()
+        futures: dict[Future[FetchResult], str] = {pool.submit(read.fetch, url, key, carried): key
+                                                   for key, url in urls.items()}
         results: dict[str, FetchResult] = {}
         pending = set(futures)
         try:
@@ -285,8 +288,17 @@ class _Read:
         for sock in sockets:
             _shut(sock)
 
-    def fetch(self, url: str) -> FetchResult:
-        """A read, or a search with its pages merged into one Bundle (in a pool thread)."""
+    def fetch(self, url: str, key: str = "", carried: Any = None) -> FetchResult:
+        """A read, or a search with its pages merged into one Bundle (in a pool thread), traced as a child of the
+        hook call's span (by prefetch key: the URL holds the patient id)."""
+        with tracing.within(carried), tracing.span("fhir.read", **{"cds.prefetch_key": key}) as current:
+            result = self._fetch_guarded(url)
+            if current is not None:
+                current.set_attribute("cds.outcome", result.error.category if result.error is not None else "read")
+                current.set_attribute("cds.pages", result.pages)
+            return result
+
+    def _fetch_guarded(self, url: str) -> FetchResult:
         _current.read, _current.sockets = self, []
         try:
             return self._fetch(url)

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from flask import Response
 
+from cds_service import tracing
 from cds_service.hooks.request import HookRequest
 from cds_service.metrics import count_card
 from cds_service.services.runtime import Runtime
@@ -45,9 +46,10 @@ def record_cards(instance: ServiceState, call: AnsweredCall, cards: list[dict]) 
     request's decoded prefetch alive for up to a flush interval (most likely the cost is the memory this keeps
     touching, and the live objects the collector traces), which cost throughput and p99 (bench/DECISIONS.md)."""
     if cards:
-        instance.ledger.record(ledger_rows(
-            cards, call.service_id, call.hook_request, call.runtime.now, patient_hasher=instance.patient_hasher,
-            knowledge_version=instance.knowledge_version, source=call.source))
+        with tracing.span("ledger.record", **{"cds.rows": len(cards)}):
+            instance.ledger.record(ledger_rows(
+                cards, call.service_id, call.hook_request, call.runtime.now, patient_hasher=instance.patient_hasher,
+                knowledge_version=instance.knowledge_version, source=call.source))
     for card in cards:
         count_card(card["source"]["topic"]["code"])
 

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from cds_service import jsonio
+from cds_service import jsonio, tracing
 from cds_service.errors import InvalidRequest, UnknownService, UnsupportedMediaType
 from cds_service.hooks.request import parse_hook_request
 from cds_service.hooks.wire import decode_hook_request
@@ -94,11 +94,14 @@ def invoke(service_id: str) -> Response:
                       fhir_client=instance.fhir_client, fetch_policy=instance.fetch_policy,
                       max_draft_orders=instance.settings.max_draft_orders,
                       rerun=Rerun() if instance.silent is not None else None)
-    cards = [card if isinstance(card, RenderedCard) else jsonio.compact(card)
-             for card in service.advise(hook_request, runtime)]
-    context.card_count = len(cards)
-    call = AnsweredCall(service.id, hook_request, runtime, call_source(request.environ))
-    record_cards(instance, call, cards)  # before the response exists: a card answered is a card recorded
+    with tracing.span("cds.hook_call", **{"cds.service": service.id, "cds.hook": hook_request.hook}) as current:
+        cards = [card if isinstance(card, RenderedCard) else jsonio.compact(card)
+                 for card in service.advise(hook_request, runtime)]
+        context.card_count = len(cards)
+        call = AnsweredCall(service.id, hook_request, runtime, call_source(request.environ))
+        record_cards(instance, call, cards)  # before the response exists: a card answered is a card recorded
+        if current is not None:
+            current.set_attribute("cds.cards", len(cards))
     response = jsonify({"cards": cards})
     after_response(instance, call, cards, response)
     return response
