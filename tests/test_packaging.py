@@ -39,7 +39,8 @@ def test_wheel_carries_the_package_data(tmp_path):
 def test_dockerfile_runs_production_profile_as_non_root_with_healthcheck():
     text = (ROOT / "Dockerfile").read_text()
     stages = re.findall(r"^FROM (\S+)", text, flags=re.MULTILINE)
-    assert len(stages) == 2 and all(s.startswith("python:3.11-slim") for s in stages)
+    assert len(stages) == 2 and all(s == "${BASE}" for s in stages)
+    assert re.search(r"^ARG BASE=debian:bookworm-slim$", text, flags=re.MULTILINE)  # Debian's own Python 3.11
     final = text.split("\nFROM ")[-1]
     assert "CDS_PROFILE=production" in final
     assert re.search(r"^USER (?!root)\w+", final, flags=re.MULTILINE)
