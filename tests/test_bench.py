@@ -138,6 +138,7 @@ def test_the_results_say_which_build_they_measured():
     count = len(recorded_sources())
     if count:
         assert count >= 10
-        assert f"; release build: {count} of the {count} modules setup.py compiles with mypyc are compiled." in header
+        assert f"; release build: {count} of the {count} modules setup.py compiles with mypyc are compiled; commit " \
+            in header
     else:
         assert "; plain build (interpreted;" in header
