@@ -20,9 +20,14 @@ from cds_service import tracing
 from cds_service.clinical import orders as clinical_orders
 from cds_service.clinical import rules as clinical_rules
 from cds_service.clinical.engine import prepare as prepare_clinical_core
-from cds_service.clinical.knowledge import Thresholds, card_types, check_fired, fired_card_types, load_thresholds
-from cds_service.clinical.orders import ORDER_CARD_ORDER
-from cds_service.clinical.rules import CARD_ORDER
+from cds_service.clinical.knowledge import (
+    Thresholds,
+    card_types,
+    check_fired,
+    declared_card_types,
+    fired_card_types,
+    load_thresholds,
+)
 from cds_service.compiled import check_compiled_sources
 from cds_service.config import SETTINGS, ConfigError, Settings, load_settings
 from cds_service.cpu_slot import BufferedCalls, CpuSlot
@@ -75,7 +80,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # One declaration of the card types (clinical/card-types.json): every rule's card declared, every declared card
     # fired by a rule and given a template, every template declared. Refused at start-up, naming what is missing.
     check_fired(fired_card_types(clinical_rules, clinical_orders), card_types())
-    check_card_types(renderer.catalogue, (*CARD_ORDER, *ORDER_CARD_ORDER))
+    check_card_types(renderer.catalogue, declared_card_types())
     cpu_slot = CpuSlot()
     worker_memory = WorkerMemory(settings.worker_memory_headroom_mb << 20)  # server.py retires the worker
     app.wsgi_app = BufferedCalls(app.wsgi_app, cpu_slot, settings.max_body_bytes,  # type: ignore[method-assign]

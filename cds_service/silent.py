@@ -28,9 +28,7 @@ from typing import Any
 
 import orjson
 
-from cds_service.clinical.knowledge import Thresholds, load_thresholds
-from cds_service.clinical.orders import ORDER_CARD_ORDER
-from cds_service.clinical.rules import CARD_ORDER
+from cds_service.clinical.knowledge import Thresholds, declared_card_types, load_thresholds
 from cds_service.cpu_slot import CpuSlot
 from cds_service.knowledge_version import knowledge_version
 from cds_service.render.cards import CardRenderer
@@ -80,7 +78,7 @@ def load_silent_knowledge(folder: str, live_thresholds_file: str | None) -> Sile
     with using_terminology(terminology):  # the cards' study codings come from this version's VS-IMG
         catalogue = load_catalogue(root / "cards")
         renderer = CardRenderer(catalogue)
-    check_card_types(catalogue, (*CARD_ORDER, *ORDER_CARD_ORDER))
+    check_card_types(catalogue, declared_card_types())
     return SilentKnowledge(root, knowledge_version(thresholds, root), thresholds, terminology, renderer)
 
 

@@ -99,6 +99,11 @@ def card_types() -> Mapping[str, tuple[str, ...]]:
     return MappingProxyType({workflow: tuple(types) for workflow, types in declared.items()})
 
 
+def declared_card_types() -> tuple[str, ...]:
+    """Every card type card-types.json declares, whatever its workflow (each once)."""
+    return tuple(dict.fromkeys(card_type for types in card_types().values() for card_type in types))
+
+
 def fired_card_types(*modules: Any) -> dict[str, set[str]]:
     """The card types each module's rules fire: the literal first argument of every `Finding(...)` in its source
     (read beside the module, compiled or not). Start-up compares them with the declaration (`check_fired`)."""

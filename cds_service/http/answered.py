@@ -25,7 +25,8 @@ from cds_service.storage.ledger import CALL_SOURCES, IssuedCardRow
 from cds_service.storage.models import IssuedCard
 from cds_service.storage.storable import storable
 
-_HOOK_INSTANCE = IssuedCard.__table__.c.hook_instance
+HOOK_INSTANCE = IssuedCard.__table__.c.hook_instance
+"""The ledger's hookInstance column: invoke() refuses a longer value, rows store it as is."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def ledger_rows(cards: list[dict], service_id: str, hook_request: HookRequest, n
     user = patient_hasher("user:" + hook_request.user_id)
     return [IssuedCardRow(
         card_uuid=card["uuid"], card_type=card["source"]["topic"]["code"], service_id=service_id,
-        hook=hook_request.hook, hook_instance=storable(hook_request.hook_instance, _HOOK_INSTANCE),
+        hook=hook_request.hook, hook_instance=storable(hook_request.hook_instance, HOOK_INSTANCE),
         knowledge_version=knowledge_version,
         patient_hash=patient, issued_at=now,
         suggestions=tuple((s["uuid"], s["label"]) for s in card.get("suggestions", ())), source=source,

@@ -18,15 +18,13 @@ from cds_service import jsonio, tracing
 from cds_service.errors import InvalidRequest, UnknownService, UnsupportedMediaType
 from cds_service.hooks.request import parse_hook_request
 from cds_service.hooks.wire import decode_hook_request
-from cds_service.http.answered import AnsweredCall, after_response, call_source, record_cards
+from cds_service.http.answered import HOOK_INSTANCE, AnsweredCall, after_response, call_source, record_cards
 from cds_service.render.cards import RenderedCard
 from cds_service.services.declaration import CdsServiceDeclaration
 from cds_service.services.runtime import Rerun, Runtime
 from cds_service.state import state
-from cds_service.storage.models import IssuedCard
 
 bp = Blueprint("invocation", __name__)
-_HOOK_INSTANCE = IssuedCard.__table__.c.hook_instance
 
 
 def find_service(service_id: str, app: Flask | None = None) -> CdsServiceDeclaration:
@@ -86,8 +84,8 @@ def invoke(service_id: str) -> Response:
     context = g._get_current_object()
     service = find_service(service_id, app)
     hook_request = parse_hook_request(read_json_body(decode_hook_request), service.hook)
-    if len(hook_request.hook_instance) > _HOOK_INSTANCE.type.length:  # the ledger's column: refused, not cut
-        raise InvalidRequest(f"'hookInstance' is longer than {_HOOK_INSTANCE.type.length} characters (a UUID is 36).")
+    if len(hook_request.hook_instance) > HOOK_INSTANCE.type.length:  # the ledger's column: refused, not cut
+        raise InvalidRequest(f"'hookInstance' is longer than {HOOK_INSTANCE.type.length} characters (a UUID is 36).")
     context.hook = hook_request.hook
     instance = state(app)
     runtime = Runtime(now=instance.clock(), thresholds=instance.thresholds, renderer=instance.renderer,
