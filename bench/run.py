@@ -76,7 +76,7 @@ def _timed(function: Callable[..., object], *args: object) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-SERVICES = {"patient-view": "fbss-miss-advisor", "order-select": "fbss-miss-order-select"}
+SERVICES = {"patient-view": "fbss-miss-advisor", "order-select": "fbss-miss-orders"}
 
 
 def bench_app() -> Any:

@@ -47,6 +47,7 @@ from cds_service.security.middleware import install_authentication
 from cds_service.security.replay import ReplayStore
 from cds_service.security.verify import TokenVerifier
 from cds_service.services import ServiceRegistry, declared_services
+from cds_service.services.order_reuse import OrderEvaluations
 from cds_service.silent import SilentKnowledge, load_silent_knowledge
 from cds_service.state import ServiceState
 from cds_service.storage.database import create_database_engine
@@ -108,6 +109,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         patient_hasher=patient_hasher(settings.patient_hash_secret, app.instance_path),
         knowledge_version=knowledge_version(thresholds), verifier=verifier,
         silent=_silent_knowledge(settings) if settings.silent_knowledge else None)
+    instance = app.extensions["cds"]
+    if settings.order_reuse_seconds > 0 and instance.silent is None:  # silent mode compares every call afresh
+        instance.order_evaluations = OrderEvaluations(settings.order_reuse_seconds, settings.order_reuse_entries,
+                                                      instance.knowledge_version)
     tracing.configure(settings.otlp_endpoint)  # per process: server.py configures each worker again after the fork
     _install_cors(app, settings)
     install_request_logging(app)

@@ -94,6 +94,13 @@ SETTINGS: tuple[Setting, ...] = (
             "never replaces one.", 8, 8),
     Setting("MAX_DRAFT_ORDERS", _int, "Most draft orders one order-select or order-sign call may carry; more are "
             "answered 413 (each order is validated as FHIR R4, which is what a call spends most on).", 100, 100),
+    Setting("ORDER_REUSE_SECONDS", _float, "How long an order evaluation is kept for an order-select or order-sign "
+            "call with exactly the same inputs (same client, patient, user, draft orders, evaluated orders, prefetch, "
+            "knowledge version and day), which is then answered from it without reading the FHIR server again. Per "
+            "worker; an evaluation with unavailable data is never kept; off while a silent knowledge version runs "
+            "(it compares every call). `0` turns reuse off.", 120.0, 120.0),
+    Setting("ORDER_REUSE_ENTRIES", _int, "Most order evaluations one worker keeps for reuse (the oldest go first; "
+            "each holds the findings only, no patient data).", 1000, 1000),
     Setting("CORS_ORIGINS", _list, "Comma-separated browser origins allowed by CORS; `*` allows any. "
             "Local: any; production: none unless listed.", ("*",), ()),
     Setting("PUBLIC_BASE_URL", _str, "Externally visible base URL of the service (scheme, host, optional path "
@@ -160,6 +167,8 @@ class Settings:
     max_body_bytes: int
     worker_memory_headroom_mb: int
     max_draft_orders: int
+    order_reuse_seconds: float
+    order_reuse_entries: int
     cors_origins: tuple[str, ...]
     public_base_url: str | None
     fhir_deadline_seconds: float
@@ -242,6 +251,8 @@ def _check(settings: Settings) -> None:
         raise ConfigError("CDS_WORKER_MEMORY_HEADROOM_MB must be 0 (never replace a worker) or more")
     if settings.max_draft_orders < 1:
         raise ConfigError("CDS_MAX_DRAFT_ORDERS must be at least 1")
+    if settings.order_reuse_seconds < 0 or settings.order_reuse_entries < 1:
+        raise ConfigError("CDS_ORDER_REUSE_SECONDS must be 0 (no reuse) or more, CDS_ORDER_REUSE_ENTRIES at least 1")
     if min(settings.fhir_deadline_seconds, settings.fhir_connect_timeout_seconds,
            settings.fhir_read_timeout_seconds) <= 0 or settings.fhir_max_pages < 1:
         raise ConfigError("CDS_FHIR_* timeouts must be positive and CDS_FHIR_MAX_PAGES at least 1")

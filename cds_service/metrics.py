@@ -46,6 +46,11 @@ LEDGER_SPOOL_FAILURES = Counter("cds_ledger_spool_failures_total", "Hook calls w
 FEEDBACK = Counter("cds_feedback_total", "Feedback items stored (re-sent ones once), by card type ('unknown': a card "
                    "the ledger does not hold) and outcome (accepted, overridden)", ["card_type", "outcome"])
 AUTH_FAILURES = Counter("cds_auth_failures_total", "Client JWTs refused, by reason category", ["reason"])
+ORDER_EVALUATIONS = Counter("cds_order_evaluations_total", "Order-workflow calls by hook and whether a recent "
+                            "evaluation of the same inputs was reused (reused) or the call was evaluated (fresh)",
+                            ["hook", "outcome"])
+DEPRECATED_SERVICE_IDS = Counter("cds_deprecated_service_id_calls_total", "Calls to a service id kept only for a "
+                                 "deprecation period (see README), by id", ["service"])
 
 def count_prefetch_keys(outcome: str, keys: int) -> None:
     """Add `keys` prefetch keys to an outcome's count; a zero is not written (every write costs microseconds)."""
@@ -95,6 +100,15 @@ def ledger_replayed(rows: int) -> None:
 
 def ledger_spool_failure() -> None:
     LEDGER_SPOOL_FAILURES.inc()
+
+
+def count_order_evaluation(hook: str, outcome: str) -> None:
+    """One more order-workflow call, evaluated afresh or answered from a recent evaluation of the same inputs."""
+    ORDER_EVALUATIONS.labels(hook=hook, outcome=outcome).inc()
+
+
+def count_deprecated_service_id(service_id: str) -> None:
+    DEPRECATED_SERVICE_IDS.labels(service=service_id).inc()
 
 
 def count_feedback(card_type: str, outcome: str) -> None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from cds_service.render.cards import CardRenderer
     from cds_service.security.verify import TokenVerifier
     from cds_service.services import ServiceRegistry
+    from cds_service.services.order_reuse import OrderEvaluations
     from cds_service.silent import SilentKnowledge
     from cds_service.storage.ledger import CardLedger
 
@@ -49,6 +50,7 @@ class ServiceState:
     knowledge_version: str
     verifier: TokenVerifier
     silent: SilentKnowledge | None = None
+    order_evaluations: OrderEvaluations | None = None
     clock: Callable[[], datetime] = utc_now
 
 

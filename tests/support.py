@@ -16,8 +16,8 @@ from jsonschema import Draft202012Validator
 from cds_service.state import state
 
 SCHEMAS = Path(__file__).parent / "schemas"
-SERVICE_IDS = {"patient-view": "fbss-miss-advisor", "order-select": "fbss-miss-order-select",
-               "order-sign": "fbss-miss-order-sign"}
+SERVICE_IDS = {"patient-view": "fbss-miss-advisor", "order-select": "fbss-miss-orders",
+               "order-sign": "fbss-miss-orders"}
 _SERVICE_CALL = re.compile(r"^/cds-services/[^/]+$")
 
 

@@ -95,3 +95,24 @@ def test_registry_refuses_templates_with_tokens_2_0_does_not_have(template):
     assert invalid_tokens(template)
     with pytest.raises(ValueError, match="invalid tokens"):
         ServiceRegistry([_declaration(prefetch={"k": template})])
+
+
+def test_one_id_may_serve_several_hooks_and_is_listed_once_per_hook():
+    registry = ServiceRegistry([_declaration(hook="order-select"), _declaration(hook="order-sign")])
+    assert [(s["id"], s["hook"]) for s in registry.discovery()["services"]] == [("x", "order-select"),
+                                                                              ("x", "order-sign")]
+    assert set(registry.hooks("x")) == {"order-select", "order-sign"}
+    assert registry.ids() == ["x"]
+
+
+def test_deprecated_ids_answer_but_are_not_listed():
+    registry = ServiceRegistry([_declaration(deprecated_ids=("old-x",))])
+    assert [s["id"] for s in registry.discovery()["services"]] == ["x"]
+    assert registry.hooks("old-x") == registry.hooks("x")
+    assert registry.is_deprecated("old-x") and not registry.is_deprecated("x")
+    assert registry.ids() == ["x", "old-x"]
+
+
+def test_an_id_cannot_be_both_listed_and_deprecated():
+    with pytest.raises(ValueError, match="both listed and deprecated"):
+        ServiceRegistry([_declaration(), _declaration(id="y", hook="order-sign", deprecated_ids=("x",))])

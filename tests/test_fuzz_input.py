@@ -19,7 +19,7 @@ from cds_service.state import state
 from tests.support import assert_operation_outcome
 
 PV = "/cds-services/fbss-miss-advisor"
-SIGN = "/cds-services/fbss-miss-order-sign"
+SIGN = "/cds-services/fbss-miss-orders"
 VIEW = find_fixture("recurrent-herniation")
 ORDERS = find_fixture("order-mixed-bundle")
 EXTREME_DATES = ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "9999-12-31", "0001-01-01",

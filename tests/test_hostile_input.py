@@ -17,7 +17,7 @@ from tests.faults import SlowHttpServer
 from tests.support import assert_operation_outcome, hook_request
 
 PV = "/cds-services/fbss-miss-advisor"
-SIGN = "/cds-services/fbss-miss-order-sign"
+SIGN = "/cds-services/fbss-miss-orders"
 FIXTURE = find_fixture("recurrent-herniation")
 
 

@@ -240,7 +240,7 @@ def test_prefetch_value_that_is_not_a_resource_counts_as_not_satisfied(client, a
         return []
 
     registry = state(app).services
-    registry.replace(_with_advise(registry.get("fbss-miss-advisor"), advise))
+    registry.replace(_with_advise(registry.hooks("fbss-miss-advisor")["patient-view"], advise))
     body = hook_request(prefetch={"patient": {"resourceType": "Patient", "id": "p1"}})
     body["prefetch"].update({"user": "123"})
     assert client.post(PV, json=body).status_code == 200
@@ -308,7 +308,7 @@ def test_unexpected_error_is_500_with_request_id_and_no_stack_trace(app, client,
         raise RuntimeError("boom: internal detail")
 
     registry = state(app).services
-    registry.replace(_with_advise(registry.get("fbss-miss-advisor"), broken))
+    registry.replace(_with_advise(registry.hooks("fbss-miss-advisor")["patient-view"], broken))
     response = client.post(PV, json=hook_request(), headers={"X-Request-ID": "req-42"})
     body = assert_operation_outcome(response, 500, "req-42")
     assert "boom" not in response.get_data(as_text=True)
@@ -325,7 +325,7 @@ def test_cards_are_emitted_without_empty_values(app, client):
         "suggestions": [], "links": None, "overrideReasons": [{}],
     }
     registry = state(app).services
-    registry.replace(_with_advise(registry.get("fbss-miss-advisor"), lambda request, runtime: [card]))
+    registry.replace(_with_advise(registry.hooks("fbss-miss-advisor")["patient-view"], lambda request, runtime: [card]))
     body = orjson.loads(client.post(PV, json=hook_request()).get_data())
     assert body == {"cards": [{
         "uuid": "0b0c43b6-3b1e-4a4f-9d7c-6f8b2a0d9c11", "summary": "Example", "indicator": "info",

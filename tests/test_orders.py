@@ -16,12 +16,12 @@ from cds_service.render.catalogue import load_catalogue
 from cds_service.services import order_select, order_sign
 from cds_service.state import state
 
-SELECT, SIGN = "/cds-services/fbss-miss-order-select", "/cds-services/fbss-miss-order-sign"
+ORDERS = "/cds-services/fbss-miss-orders"  # order-select and order-sign, dispatched on `hook`
 
 
-def call(app, fixture_name, url=None, *, mutate=None):
+def call(app, fixture_name, hook=None, *, mutate=None):
     fixture = find_fixture(fixture_name)
-    hook = fixture.expected["hook"] if url is None else ("order-select" if url == SELECT else "order-sign")
+    hook = hook or fixture.expected["hook"]
     service = order_select.SERVICE if hook == "order-select" else order_sign.SERVICE
     state(app).clock = lambda: fixture.anchor
     context = copy.deepcopy(fixture.expected["context"])
@@ -31,7 +31,7 @@ def call(app, fixture_name, url=None, *, mutate=None):
     if mutate:
         mutate(context)
     body = fixture.hook_request(service.prefetch, fixture.anchor, hook=hook, context=context)
-    response = app.test_client().post(url or (SELECT if hook == "order-select" else SIGN), json=body)
+    response = app.test_client().post(ORDERS, json=body)
     assert response.status_code == 200, response.get_data(as_text=True)
     return orjson.loads(response.get_data())["cards"]
 
@@ -68,7 +68,7 @@ def test_selections_limit_order_select_to_the_selected_orders(app):
 
 
 def test_order_sign_evaluates_every_draft_order(app):
-    assert types(call(app, "order-select-one-of-several", SIGN)) == ["imaging-protocol", "opioid-order"]
+    assert types(call(app, "order-select-one-of-several", "order-sign")) == ["imaging-protocol", "opioid-order"]
 
 
 def test_contained_medication_and_single_object_reason_code(app):
@@ -117,7 +117,7 @@ def test_a_malformed_draft_order_is_kept_not_dropped(app):
 def test_identical_order_select_calls_give_identical_advice(app):
     def advice():
         return [(card["source"]["topic"]["code"], sorted(suggested_codes(card)), card["summary"], card["detail"])
-                for card in call(app, "order-mixed-bundle", SIGN)]
+                for card in call(app, "order-mixed-bundle", "order-sign")]
 
     first = advice()
     assert all(advice() == first for _ in range(3))
@@ -204,8 +204,8 @@ def test_a_draft_without_a_fhir_id_gets_no_suggestion_that_would_delete_it(app, 
         else:
             resource["id"] = odd_id
 
-    unchanged = call(app, "order-mixed-bundle", SIGN)
-    cards = call(app, "order-mixed-bundle", SIGN, mutate=mutate)  # the test client checks the response schema
+    unchanged = call(app, "order-mixed-bundle", "order-sign")
+    cards = call(app, "order-mixed-bundle", "order-sign", mutate=mutate)  # the test client checks the response schema
     assert types(cards) == types(unchanged)
     deletes = [action["resourceId"] for card in cards for s in card.get("suggestions", ())
                for action in s["actions"] if action["type"] == "delete"]

@@ -58,7 +58,7 @@ def test_repeated_order_select_validates_nothing_again(app, validations):
     context = dict(fixture.expected["context"], selections=selections)
     body = fixture.hook_request(order_select.SERVICE.prefetch, fixture.anchor, hook="order-select", context=context)
     client = app.test_client()
-    assert client.post("/cds-services/fbss-miss-order-select", json=body).status_code == 200
+    assert client.post("/cds-services/fbss-miss-orders", json=body).status_code == 200
     validations.clear()
-    assert client.post("/cds-services/fbss-miss-order-select", json=body).status_code == 200
+    assert client.post("/cds-services/fbss-miss-orders", json=body).status_code == 200
     assert validations == []

@@ -50,7 +50,7 @@ def production(make_app, tmp_path):
         return []
 
     registry = state(app).services
-    old = registry.get("fbss-miss-advisor")
+    old = registry.hooks("fbss-miss-advisor")["patient-view"]
     registry.replace(CdsServiceDeclaration(id=old.id, hook=old.hook, title=old.title, description=old.description,
                                            advise=spy, prefetch=old.prefetch))
     return app
@@ -108,7 +108,7 @@ NEGATIVE = {
     "HS256 signed with the public key": _hmac_with_public_key,
     "ES256 not allowed": lambda: jwt.encode(claims(), ec.generate_private_key(ec.SECP256R1()), algorithm="ES256",
                                             headers={"kid": ISSUER.kid}),
-    "wrong aud": lambda: ISSUER.token(LOCAL_ROOT + "/cds-services/fbss-miss-order-sign"),
+    "wrong aud": lambda: ISSUER.token(LOCAL_ROOT + "/cds-services/fbss-miss-orders"),
     "feedback aud on the service": lambda: ISSUER.token(LOCAL_ROOT + FEEDBACK),
     "aud of another host": lambda: ISSUER.token("https://other.example/cds-services/fbss-miss-advisor"),
     "expired": lambda: ISSUER.token(LOCAL_ROOT + PV, iat=int(time.time()) - 900, exp=int(time.time()) - 300),

@@ -347,7 +347,7 @@ def _order_call(app, hook, selections=None):
     if hook == "order-sign":
         context.pop("selections", None)
     body = fixture.hook_request(service.prefetch, fixture.anchor, hook=hook, context=context)
-    url = "/cds-services/fbss-miss-order-select" if hook == "order-select" else "/cds-services/fbss-miss-order-sign"
+    url = "/cds-services/fbss-miss-orders"
     cards = orjson.loads(app.test_client().post(url, json=body).get_data())["cards"]
     state(app).ledger.flush()
     return {card["source"]["topic"]["code"]: card for card in cards}
@@ -362,7 +362,7 @@ def test_an_ordering_session_that_ends_with_one_accepted_card_is_one_presentatio
     assert first["opioid-order"]["uuid"] != again["opioid-order"]["uuid"] != signed["opioid-order"]["uuid"]
     card = signed["opioid-order"]
     feedback = [item(card["uuid"], outcome="accepted", acceptedSuggestions=[{"id": card["suggestions"][0]["uuid"]}])]
-    assert store_app.test_client().post("/cds-services/fbss-miss-order-sign/feedback",
+    assert store_app.test_client().post("/cds-services/fbss-miss-orders/feedback",
                                         json={"feedback": feedback}).status_code == 200
     report = orjson.loads(store_app.test_client().get("/analytics/feedback").get_data())
     opioid = next(r for r in report["cardTypes"] if r["cardType"] == "opioid-order")

@@ -107,6 +107,7 @@ def _check_coding_text(value: Any, where: str, column: Any) -> None:
 @bp.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     find_service(service_id)
+    service_id = g.service_id  # a deprecated id's feedback is stored under the current id, as its cards are
     items = check_feedback(read_json_body())
     stored = store_feedback(state(current_app).database, service_id, items, datetime.now(UTC))
     for card_type, outcome in stored:

@@ -8,7 +8,8 @@ cds_service.http.errors.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
@@ -19,21 +20,42 @@ from cds_service.errors import InvalidRequest, UnknownService, UnsupportedMediaT
 from cds_service.hooks.request import parse_hook_request
 from cds_service.hooks.wire import decode_hook_request
 from cds_service.http.answered import HOOK_INSTANCE, AnsweredCall, after_response, call_source, record_cards
+from cds_service.metrics import count_deprecated_service_id
 from cds_service.render.cards import RenderedCard
 from cds_service.services.declaration import CdsServiceDeclaration
 from cds_service.services.runtime import Rerun, Runtime
 from cds_service.state import state
 
 bp = Blueprint("invocation", __name__)
+log = logging.getLogger("cds_service.invocation")
 
 
-def find_service(service_id: str, app: Flask | None = None) -> CdsServiceDeclaration:
-    """The declared service with this id, or 404."""
-    service = state(app).services.get(service_id)
-    if service is None:
+def find_service(service_id: str, app: Flask | None = None) -> Mapping[str, CdsServiceDeclaration]:
+    """The declarations answering at this id, by hook, or 404. A deprecated id is answered, and counted."""
+    registry = state(app).services
+    hooks = registry.hooks(service_id)
+    if hooks is None:
         raise UnknownService(f"No CDS service with id '{service_id}'. See GET /cds-services for the services.")
-    g.service_id = service.id
-    return service
+    if registry.is_deprecated(service_id):
+        count_deprecated_service_id(service_id)
+        log.info("deprecated service id called", extra={"service": service_id,
+                                                        "request_id": g.get("request_id")})
+    g.service_id = next(iter(hooks.values())).id  # the current id, also for a deprecated one
+    return hooks
+
+
+def for_hook(hooks: Mapping[str, CdsServiceDeclaration], body: Any) -> CdsServiceDeclaration:
+    """The declaration answering the request's `hook` (an id may serve several hooks; dispatch is on `hook`). A hook
+    this id does not serve is 400, naming the hooks it does."""
+    hook = body.get("hook") if isinstance(body, dict) else None
+    declaration = hooks.get(hook) if isinstance(hook, str) else None
+    if declaration is not None:
+        return declaration
+    if isinstance(hook, str) and hook:
+        served = " and ".join(f"'{name}'" for name in hooks)
+        raise InvalidRequest(f"This service answers the {served} hook{'s' if len(hooks) > 1 else ''}, but the "
+                             f"request is for '{hook}'.")
+    return next(iter(hooks.values()))  # no usable `hook`: the request check says what is wrong with it
 
 
 def read_json_body(parse: Callable[[bytes], Any] = jsonio.loads) -> Any:
@@ -82,8 +104,10 @@ def request_body(current: Request, limit: int | None) -> bytes:
 def invoke(service_id: str) -> Response:
     app = current_app._get_current_object()
     context = g._get_current_object()
-    service = find_service(service_id, app)
-    hook_request = parse_hook_request(read_json_body(decode_hook_request), service.hook)
+    hooks = find_service(service_id, app)
+    body = read_json_body(decode_hook_request)
+    service = for_hook(hooks, body)
+    hook_request = parse_hook_request(body, service.hook)
     if len(hook_request.hook_instance) > HOOK_INSTANCE.type.length:  # the ledger's column: refused, not cut
         raise InvalidRequest(f"'hookInstance' is longer than {HOOK_INSTANCE.type.length} characters (a UUID is 36).")
     context.hook = hook_request.hook
@@ -91,7 +115,9 @@ def invoke(service_id: str) -> Response:
     runtime = Runtime(now=instance.clock(), thresholds=instance.thresholds, renderer=instance.renderer,
                       fhir_client=instance.fhir_client, fetch_policy=instance.fetch_policy,
                       max_draft_orders=instance.settings.max_draft_orders,
-                      rerun=Rerun() if instance.silent is not None else None)
+                      rerun=Rerun() if instance.silent is not None else None,
+                      order_evaluations=instance.order_evaluations,
+                      caller=f"{context.get('client_iss', '')}|{context.get('client_tenant', '')}")
     with tracing.span("cds.hook_call", **{"cds.service": service.id, "cds.hook": hook_request.hook}) as current:
         cards = [card if isinstance(card, RenderedCard) else jsonio.compact(card)
                  for card in service.advise(hook_request, runtime)]

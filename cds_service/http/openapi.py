@@ -31,5 +31,4 @@ def openapi_document(service_ids: list[str]) -> dict[str, Any]:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    services = state(current_app).services
-    return jsonify(openapi_document([service.id for service in services]))
+    return jsonify(openapi_document(state(current_app).services.ids()))

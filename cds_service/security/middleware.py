@@ -53,6 +53,7 @@ def install_authentication(app: Flask, verifier: TokenVerifier, *, required: boo
             log.warning("client not enabled", extra={"request_id": g.get("request_id"), "reason": refusal.reason})
             raise
         g.client_iss = client.iss
+        g.client_tenant = client.tenant
 
 
 def _refuse(reason: str, category: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cds_service.fhir.prefetch import PATIENT_RECORD
 from cds_service.hooks.request import HookRequest
 from cds_service.services.declaration import Card, CdsServiceDeclaration
-from cds_service.services.ordering import advise_orders
+from cds_service.services.ordering import ORDER_SERVICE_ID, advise_orders
 from cds_service.services.runtime import Runtime
 from cds_service.services.usage import PATIENT_DATA_USAGE
 
@@ -16,7 +16,7 @@ def advise(request: HookRequest, runtime: Runtime) -> list[Card]:
 
 
 SERVICE = CdsServiceDeclaration(
-    id="fbss-miss-order-select",
+    id=ORDER_SERVICE_ID,
     hook="order-select",
     title="Spine imaging and opioid order advisor (order-select)",
     description=(
@@ -27,4 +27,5 @@ SERVICE = CdsServiceDeclaration(
     prefetch=PATIENT_RECORD,
     usage_requirements=PATIENT_DATA_USAGE,
     advise=advise,
+    deprecated_ids=("fbss-miss-order-select",),
 )

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cds_service.clinical.knowledge import Thresholds
 from cds_service.fhir.client import FetchPolicy, FhirClient
 from cds_service.render.cards import CardRenderer
+
+if TYPE_CHECKING:
+    from cds_service.services.order_reuse import OrderEvaluations
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,9 @@ class Runtime:
     fetch_policy: FetchPolicy
     max_draft_orders: int = 100
     rerun: Rerun | None = None
+    order_evaluations: OrderEvaluations | None = None
+    caller: str = ""
+    """Who called (the JWT's issuer and tenant): part of what makes two calls the same for order_evaluations."""
 
 
 class Rerun:
