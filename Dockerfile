@@ -7,7 +7,8 @@
 ARG BASE=debian:bookworm-slim
 
 FROM ${BASE} AS build
-# Behind a TLS-inspecting proxy: pass its CA bundle (mounted for the build) as PIP_CERT.
+# Behind a TLS-inspecting proxy: pass its CA bundle as PIP_CERT, either mounted for the build (buildah --volume) or
+# put in the build context as `build-ca.crt` (copied below, build stage only) with PIP_CERT=/src/build-ca.crt.
 ARG PIP_CERT
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 CDS_SERVICE_MYPYC=1 DEBIAN_FRONTEND=noninteractive
 WORKDIR /src
@@ -16,7 +17,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
-COPY pyproject.toml setup.py constraints.txt README.md ./
+COPY pyproject.toml setup.py constraints.txt README.md build-ca.crt* ./
 COPY cds_service ./cds_service
 COPY cards ./cards
 RUN /opt/venv/bin/pip install --constraint constraints.txt '.[tracing]' \
