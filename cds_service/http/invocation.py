@@ -121,6 +121,12 @@ def invoke(service_id: str) -> Response:
     with tracing.span("cds.hook_call", **{"cds.service": service.id, "cds.hook": hook_request.hook}) as current:
         cards = [card if isinstance(card, RenderedCard) else jsonio.compact(card)
                  for card in service.advise(hook_request, runtime)]
+        options = instance.verifier.site_options(context.get("client_iss"), context.get("client_tenant"))
+        if options is not None:  # what this site is answered with (the trusted-issuers file); red flags always
+            cards = options.apply(cards)
+            if runtime.rerun is not None and runtime.rerun.evaluate is not None:
+                unfiltered = runtime.rerun.evaluate
+                runtime.rerun.evaluate = lambda other: options.apply(unfiltered(other))
         context.card_count = len(cards)
         call = AnsweredCall(service.id, hook_request, runtime, call_source(request.environ))
         record_cards(instance, call, cards)  # before the response exists: a card answered is a card recorded

@@ -4,23 +4,31 @@
       {"iss": "https://ehr.example.org", "jwks_uri": "https://ehr.example.org/.well-known/jwks.json",
        "jku": ["https://ehr.example.org/.well-known/jwks.json"], "tenant": ["hospital-a"]},
       {"iss": "https://other.example", "jwks": {"keys": [...]}},
-      {"iss": "https://third.example", "jwks_file": "third-jwks.json"}
+      {"iss": "https://third.example", "jwks_file": "third-jwks.json"},
+      {"iss": "https://fourth.example", "jwks_uri": "...", "jku_list_uri": "https://fourth.example/allowed-jku.json",
+       "site_options": {"*": {"minimum_indicator": "warning"}}}
     ]}
 
-`jku` lists the JWKS URLs a token's `jku` header may name (anything else is refused and never fetched); `tenant`, when
-given, lists the tenants accepted. The local profile also trusts the public CDS Hooks Sandbox (its public key ships
-with the service); the production profile trusts nothing that is not configured.
+`jku` lists the JWKS URLs a token's `jku` header may name (anything else is refused and never fetched);
+`jku_list_uri` names a URL where the issuer serves that list itself (a JSON array of https URLs, or an object with a
+`jku` array), fetched and cached by cds_service.security.keys; `tenant`, when given, lists the tenants accepted;
+`site_options` sets what each tenant (or `*`, every tenant) is answered with (cds_service.security.site_options).
+The local profile also trusts the public CDS Hooks Sandbox (its public key ships with the service); the production
+profile trusts nothing that is not configured.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from cds_service.clinical.knowledge import declared_card_types
+from cds_service.security.site_options import SiteOptions, parse_site_options
 
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
 SANDBOX_JKU = ("https://sandbox.cds-hooks.org/.well-known/jwks.json",
@@ -34,6 +42,8 @@ class TrustedIssuer:
     jwks_uri: str | None = None                    # keys fetched (and cached) from here
     jku: tuple[str, ...] = ()                      # JWKS URLs a token's jku header may name
     tenants: tuple[str, ...] | None = None         # accepted `tenant` claims (None: any)
+    jku_list_uri: str | None = None                # where the issuer serves its allowed jku URLs
+    site_options: Mapping[str, SiteOptions] = field(default_factory=dict)  # by tenant, or "*"
 
 
 def _as_tuple(value: Any) -> tuple[str, ...]:
@@ -63,7 +73,14 @@ def _issuer(entry: Any, base: Path) -> TrustedIssuer:
     if any(not url.startswith("https://") for url in jku):
         raise ValueError(f"issuer {entry['iss']}: jku URLs must be https")
     tenants = _as_tuple(entry["tenant"]) if "tenant" in entry else None
-    return TrustedIssuer(entry["iss"], jwks, uri, jku, tenants)
+    jku_list_uri = entry.get("jku_list_uri")
+    if jku_list_uri is not None and not (isinstance(jku_list_uri, str) and jku_list_uri.startswith("https://")):
+        raise ValueError(f"issuer {entry['iss']}: jku_list_uri must be an https URL")
+    options = parse_site_options(entry.get("site_options"), entry["iss"], declared_card_types())
+    unknown = set(options) - {"*"} - set(tenants or ())
+    if tenants is not None and unknown:
+        raise ValueError(f"issuer {entry['iss']}: site_options for tenant(s) not enabled: {sorted(unknown)}")
+    return TrustedIssuer(entry["iss"], jwks, uri, jku, tenants, jku_list_uri, options)
 
 
 def sandbox_issuer() -> TrustedIssuer:

@@ -3,6 +3,12 @@
 A remote JWKS (an issuer's `jwks_uri`, or an allow-listed `jku`) is fetched with short timeouts and cached; a token
 with an unknown `kid` triggers at most one refetch per refresh interval (key rotation), so a flood of bad tokens
 cannot make the service hammer the issuer.
+
+An issuer may serve its allowed `jku` URLs itself (`jku_list_uri`, as some EHR vendors do for their tenants' key sets).
+That list is fetched at first use, again when a token names a `jku` not on it (at most once per refresh interval),
+and again once it is older than JKU_LIST_MAX_AGE_SECONDS, so a URL the issuer removes stops being honoured within that
+time. Only https URLs on it count. A failed fetch keeps the list last fetched (an issuer's outage does not lock its
+clients out); with none fetched yet, only the configured `jku` URLs are honoured.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from cds_service.security.issuers import TrustedIssuer
 
 log = logging.getLogger("cds_service.security")
 
+JKU_LIST_MAX_AGE_SECONDS = 3600.0
+_JKU_LIST_MAX_URLS = 1000
+
 
 class KeyStore:
     def __init__(self, min_refresh_seconds: float = 60.0, timeout_seconds: float = 2.0,
@@ -31,10 +40,43 @@ class KeyStore:
         self._lock = threading.Lock()
         self._remote: dict[str, tuple[float, dict[str, PyJWK]]] = {}
         self._static: dict[int, tuple[TrustedIssuer, dict[str, PyJWK]]] = {}
+        self._jku_lists: dict[str, tuple[float, frozenset[str]]] = {}
+
+    def jku_allowed(self, issuer: TrustedIssuer, jku: str) -> bool:
+        """Whether a token's `jku` is one the issuer's keys may be fetched from: configured, or on its served list."""
+        if jku in issuer.jku:
+            return True
+        url = issuer.jku_list_uri
+        if url is None:
+            return False
+        with self._lock:
+            fetched_at, listed = self._jku_lists.get(url, (None, frozenset()))
+            now = self.clock()
+            if fetched_at is None or now - fetched_at >= JKU_LIST_MAX_AGE_SECONDS or (
+                    jku not in listed and now - fetched_at >= self.min_refresh_seconds):
+                fetched = self._fetch_jku_list(url)
+                self._jku_lists[url] = (now, listed if fetched is None else fetched)
+                listed = self._jku_lists[url][1]
+            return jku in listed
+
+    def _fetch_jku_list(self, url: str) -> frozenset[str] | None:
+        """The https URLs an issuer's jku list names (a JSON array, or an object with a `jku` array); None if failed."""
+        try:
+            response = requests.get(url, timeout=self.timeout_seconds, headers={"Accept": "application/json"})
+            response.raise_for_status()
+            document = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            log.warning("jku list fetch failed", extra={"jku_list_url": url, "error_type": type(exc).__name__})
+            return None
+        urls = document.get("jku") if isinstance(document, dict) else document
+        if not isinstance(urls, list):
+            log.warning("jku list is not a list of URLs", extra={"jku_list_url": url})
+            return None
+        return frozenset(u for u in urls[:_JKU_LIST_MAX_URLS] if isinstance(u, str) and u.startswith("https://"))
 
     def key(self, issuer: TrustedIssuer, kid: str, jku: str | None) -> PyJWK | None:
         """The issuer's key `kid`, from its static JWKS, its jwks_uri, or an allow-listed jku; None if unknown."""
-        if jku is not None and jku not in issuer.jku:
+        if jku is not None and not self.jku_allowed(issuer, jku):
             return None  # never fetched: only allow-listed jku URLs are honoured
         if issuer.jwks is not None:
             found = self._static_keys(issuer).get(kid)

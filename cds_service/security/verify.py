@@ -20,6 +20,7 @@ from cds_service.errors import AuthenticationFailed, NotEnabled
 from cds_service.security.issuers import TrustedIssuer
 from cds_service.security.keys import KeyStore
 from cds_service.security.replay import ReplayStore
+from cds_service.security.site_options import SiteOptions, site_options_for
 from cds_service.storage.models import SeenToken
 
 JTI_MAX_LENGTH = SeenToken.__table__.c.jti.type.length
@@ -45,6 +46,11 @@ class TokenVerifier:
         self.leeway = leeway_seconds
         self.max_lifetime = max_lifetime_seconds
 
+    def site_options(self, iss: str | None, tenant: str | None) -> SiteOptions | None:
+        """What a verified client's site is answered with (its issuer's `site_options`), or None: everything."""
+        issuer = self.issuers.get(iss) if iss is not None else None
+        return site_options_for(issuer.site_options, tenant) if issuer is not None else None
+
     def verify(self, token: str, audience: str) -> VerifiedClient:
         try:
             # One unverified parse gives both the header and the issuer claim (each parse costs as much as the rest).
@@ -65,7 +71,8 @@ class TokenVerifier:
         key = self.keys.key(issuer, kid, jku)
         if key is None:
             raise AuthenticationFailed("no trusted key for kid" + (" (jku not allow-listed)" if jku and
-                                                                      jku not in issuer.jku else ""), "key")
+                                                                      not self.keys.jku_allowed(issuer, jku) else ""),
+                                       "key")
         if key.algorithm_name not in (alg, None) and getattr(key, "_jwk_data", {}).get("alg") not in (None, alg):
             raise AuthenticationFailed("key is for another algorithm", "key")
         claims = self._decode(token, key, alg, audience, issuer.iss)
