@@ -8,6 +8,7 @@ those cards reach PostgreSQL (the ledger's writer is asynchronous: waited for up
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -17,10 +18,18 @@ import requests
 from cds_service.fixtures import find_fixture
 from cds_service.services import patient_view
 
+DOCKER = shutil.which("docker") or "/usr/bin/docker"
+
 
 def compose(project: str, *args: str) -> str:
-    return subprocess.run(["docker", "compose", "-p", project, *args], cwd="deploy", check=True,
+    return subprocess.run([DOCKER, "compose", "-p", project, *args], cwd="deploy", check=True,  # noqa: S603
                           capture_output=True, text=True).stdout
+
+
+def check(condition: object, what: object) -> None:
+    """Fail the probe, saying what was found (asserts vanish under `python -O`)."""
+    if not condition:
+        raise SystemExit(f"probe failed: {what}")
 
 
 def main(base: str, project: str) -> None:
@@ -40,9 +49,9 @@ def main(base: str, project: str) -> None:
     for container in containers:
         by_service.setdefault(container["Service"], []).append(container)
     migrate = by_service["migrate"]
-    assert len(migrate) == 1 and migrate[0]["State"] == "exited" and migrate[0]["ExitCode"] == 0, migrate
+    check(len(migrate) == 1 and migrate[0]["State"] == "exited" and migrate[0]["ExitCode"] == 0, migrate)
     running = [c for c in by_service["cds"] if c["State"] == "running"]
-    assert len(running) == 3, by_service["cds"]
+    check(len(running) == 3, by_service["cds"])
     print(f"probe: migration exited 0; {len(running)} instances running; nginx {by_service['nginx'][0]['State']}")
 
     services = requests.get(f"{base}/cds-services", timeout=5).json()["services"]
@@ -52,9 +61,9 @@ def main(base: str, project: str) -> None:
     answered = []
     for _ in range(6):  # spread over the instances by nginx
         response = requests.post(f"{base}/cds-services/fbss-miss-advisor", json=body, timeout=10)
-        assert response.status_code == 200, (response.status_code, response.text[:300])
+        check(response.status_code == 200, (response.status_code, response.text[:300]))
         answered += [card["source"]["topic"]["code"] for card in response.json()["cards"]]
-    assert answered, "no cards"
+    check(answered, "no cards")
     print(f"probe: 6 patient-view calls answered {len(answered)} cards ({sorted(set(answered))})")
 
     deadline = time.monotonic() + 20
@@ -64,7 +73,7 @@ def main(base: str, project: str) -> None:
         if stored >= len(answered) or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert stored >= len(answered), (stored, len(answered))
+    check(stored >= len(answered), (stored, len(answered)))
     print(f"probe: {stored} cards in PostgreSQL")
 
 

@@ -80,10 +80,12 @@ SERVICES = {"patient-view": "fbss-miss-advisor", "order-select": "fbss-miss-orde
 
 
 def bench_app() -> Any:
-    """The app as the benchmarks run it: defaults (SQLite in a temporary folder, ledger on), the clock pinned."""
+    """The app as the benchmarks run it: defaults (SQLite in a temporary folder, ledger on), the clock pinned, and
+    order evaluations never reused: the same body is sent again and again, and each call is to cost what a first call
+    costs (bench/order_reuse.py measures the reuse)."""
     from cds_service import create_app  # noqa: PLC0415
 
-    app = create_app({"INSTANCE_PATH": tempfile.mkdtemp(prefix="cds-bench-")})
+    app = create_app({"INSTANCE_PATH": tempfile.mkdtemp(prefix="cds-bench-"), "ORDER_REUSE_SECONDS": 0})
     state(app).clock = lambda: ANCHOR
     return app
 

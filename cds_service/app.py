@@ -32,7 +32,7 @@ from cds_service.compiled import check_compiled_sources
 from cds_service.config import SETTINGS, ConfigError, Settings, load_settings
 from cds_service.cpu_slot import BufferedCalls, CpuSlot
 from cds_service.fhir.client import FetchPolicy, FhirClient
-from cds_service.http import analytics, discovery, feedback, health, invocation, openapi
+from cds_service.http import analytics, discovery, feedback, health, invocation, openapi, smart_app
 from cds_service.http.errors import register_error_handlers
 from cds_service.jsonio import OrjsonProvider
 from cds_service.knowledge_version import knowledge_version
@@ -119,7 +119,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     install_authentication(app, verifier, required=settings.is_production)
     install_security_headers(app)
     register_error_handlers(app)
-    for blueprint in (discovery.bp, invocation.bp, feedback.bp, health.bp, openapi.bp, analytics.bp):
+    for blueprint in (discovery.bp, invocation.bp, feedback.bp, health.bp, openapi.bp, analytics.bp,
+                      smart_app.bp):
         app.register_blueprint(blueprint)
     if not settings.is_production:
         app.register_blueprint(sandbox_page.bp)  # the built-in sandbox is a local tool, never served in production

@@ -66,6 +66,15 @@ def _networks(text: str) -> tuple[str, ...]:
     return networks
 
 
+def _app_link(text: str) -> str:
+    from cds_service.render.app_link import APP_LINK_MODES  # noqa: PLC0415
+
+    mode = text.strip()
+    if mode not in APP_LINK_MODES:
+        raise ValueError(f"one of {', '.join(APP_LINK_MODES)}, not {text!r}")
+    return mode
+
+
 def _log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -101,6 +110,13 @@ SETTINGS: tuple[Setting, ...] = (
             "(it compares every call). `0` turns reuse off.", 120.0, 120.0),
     Setting("ORDER_REUSE_ENTRIES", _int, "Most order evaluations one worker keeps for reuse (the oldest go first; "
             "each holds the findings only, no patient data).", 1000, 1000),
+    Setting("APP_LINK", _app_link, "How cards link to the evidence app (`/smart/`): `smart` (a SMART app link with "
+            "`appContext` naming the card), `absolute` (a plain link to the app's standalone launch, for clients "
+            "without SMART links or `appContext`), or `none`. A site option (`app_link`) overrides it per issuer or "
+            "tenant.",
+            "smart", "smart"),
+    Setting("SMART_CLIENT_ID", _str, "The OAuth client id the evidence app asks the EHR's authorization server for "
+            "(the id the app is registered with at the EHR).", "fbss-evidence-timeline", "fbss-evidence-timeline"),
     Setting("CORS_ORIGINS", _list, "Comma-separated browser origins allowed by CORS; `*` allows any. "
             "Local: any; production: none unless listed.", ("*",), ()),
     Setting("PUBLIC_BASE_URL", _str, "Externally visible base URL of the service (scheme, host, optional path "
@@ -169,6 +185,8 @@ class Settings:
     max_draft_orders: int
     order_reuse_seconds: float
     order_reuse_entries: int
+    app_link: str
+    smart_client_id: str
     cors_origins: tuple[str, ...]
     public_base_url: str | None
     fhir_deadline_seconds: float

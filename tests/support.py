@@ -120,3 +120,18 @@ def call_fixture(app: Any, fixture: Any, at: Any = None) -> tuple[dict[str, Any]
     response = app.test_client().post(f"/cds-services/{SERVICE_IDS[hook]}", json=body)
     assert response.status_code == 200, (fixture.name, response.get_data(as_text=True))
     return body, response, orjson.loads(response.get_data())["cards"]
+
+
+def without_call_ids(card: dict[str, Any]) -> dict[str, Any]:
+    """A card without what differs between any two calls: its uuid, its suggestions' uuids, and the card uuid its
+    evidence-app link names in appContext (the rest of the appContext, type and evidence, stays compared)."""
+    card.pop("uuid", None)
+    for suggestion in card.get("suggestions", ()):
+        suggestion.pop("uuid", None)
+    for link in card.get("links", ()):
+        if link.get("type") == "smart" and "appContext" in link:
+            context = orjson.loads(link["appContext"])
+            context.pop("card", None)
+            link["appContext"] = context
+    return card
+

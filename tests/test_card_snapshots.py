@@ -28,7 +28,7 @@ def _readable(card: dict) -> dict:
         "summary": card["summary"],
         "detail": card.get("detail", "").splitlines(),
         "source": [card["source"]["label"], card["source"].get("url")],
-        "links": [[link["label"], link["url"]] for link in card.get("links", ())],
+        "links": [[link["label"], link["url"]] for link in card.get("links", ()) if link["type"] != "smart"],
         "suggestions": [[s["label"], *(a.get("description", "") for a in s["actions"])]
                         for s in card.get("suggestions", ())],
         "overrideReasons": [r["display"] for r in card.get("overrideReasons", ())],

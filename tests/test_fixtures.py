@@ -94,7 +94,9 @@ def test_fixture_gives_its_expected_cards(app, fixture, when):
         assert len(card["summary"]) < 140
         assert card["source"]["topic"]["system"] == "urn:spine-cds:card-type"
         assert card["overrideReasons"] and all(r["display"] for r in card["overrideReasons"])
-        assert card["links"] and all(link["type"] == "absolute" for link in card["links"])
+        assert any(link["type"] == "absolute" for link in card["links"])  # the guideline it cites
+        [app] = [link for link in card["links"] if link["type"] == "smart"]  # the evidence app, naming the card
+        assert orjson.loads(app["appContext"])["card"] == card["uuid"] and app["autolaunchable"] is False
 
 
 @pytest.mark.parametrize("fixture", FIXTURES, ids=lambda f: f.name)

@@ -19,7 +19,7 @@ from cds_service.fhir.identity import is_foreign, own_resources, patient_mismatc
 from cds_service.fixtures import load_fixtures
 from cds_service.services import declared_services
 from cds_service.state import state
-from tests.support import SERVICE_IDS, assert_operation_outcome
+from tests.support import SERVICE_IDS, assert_operation_outcome, without_call_ids
 
 FIXTURES = load_fixtures()
 BY_NAME = {f.name: f for f in FIXTURES}
@@ -76,12 +76,7 @@ def _call(app, fixture, mutate=None, context=None):
 
 def _card_view(response) -> list[dict]:
     """The cards without what differs between any two calls (uuids)."""
-    cards = orjson.loads(response.get_data())["cards"]
-    for card in cards:
-        card.pop("uuid", None)
-        for suggestion in card.get("suggestions", ()):
-            suggestion.pop("uuid", None)
-    return cards
+    return [without_call_ids(card) for card in orjson.loads(response.get_data())["cards"]]
 
 
 def _foreign_cauda_equina(patient_ref: str) -> dict:

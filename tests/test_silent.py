@@ -21,7 +21,7 @@ from cds_service.fixtures import find_fixture
 from cds_service.state import state
 from cds_service.storage.models import IssuedCard, SilentCall
 from cds_service.terminology.valuesets import value_set_files
-from tests.support import SERVICE_IDS
+from tests.support import SERVICE_IDS, without_call_ids
 
 PV = "/cds-services/fbss-miss-advisor"
 CARDS = Path(__file__).resolve().parent.parent / "cards"
@@ -63,9 +63,8 @@ def call(app, fixture_name: str) -> tuple[list[dict], bytes]:
 def without_uuids(cards: list[dict]) -> list[dict]:
     cards = copy.deepcopy(cards)
     for card in cards:
-        card.pop("uuid", None)
+        without_call_ids(card)
         for suggestion in card.get("suggestions", ()):
-            suggestion.pop("uuid", None)
             for action in suggestion.get("actions", ()):
                 action.get("resource", {}).pop("id", None)
     return cards

@@ -21,6 +21,7 @@ from cds_service.hooks.request import parse_hook_request
 from cds_service.hooks.wire import decode_hook_request
 from cds_service.http.answered import HOOK_INSTANCE, AnsweredCall, after_response, call_source, record_cards
 from cds_service.metrics import count_deprecated_service_id
+from cds_service.render.app_link import APP_PATH, AppLink
 from cds_service.render.cards import RenderedCard
 from cds_service.services.declaration import CdsServiceDeclaration
 from cds_service.services.runtime import Rerun, Runtime
@@ -112,21 +113,25 @@ def invoke(service_id: str) -> Response:
         raise InvalidRequest(f"'hookInstance' is longer than {HOOK_INSTANCE.type.length} characters (a UUID is 36).")
     context.hook = hook_request.hook
     instance = state(app)
+    options = instance.verifier.site_options(context.get("client_iss"), context.get("client_tenant"))
+    app_url = (instance.settings.public_base_url or request.url_root).rstrip("/") + APP_PATH
+    mode = options.app_link if options is not None and options.app_link else instance.settings.app_link
     runtime = Runtime(now=instance.clock(), thresholds=instance.thresholds, renderer=instance.renderer,
                       fhir_client=instance.fhir_client, fetch_policy=instance.fetch_policy,
                       max_draft_orders=instance.settings.max_draft_orders,
                       rerun=Rerun() if instance.silent is not None else None,
                       order_evaluations=instance.order_evaluations,
+                      app_link=None if mode == "none" else AppLink(app_url + "launch.html", instance.renderer.catalogue
+                                                                   .app_link_label, mode, hook_request.fhir_server),
                       caller=f"{context.get('client_iss', '')}|{context.get('client_tenant', '')}")
     with tracing.span("cds.hook_call", **{"cds.service": service.id, "cds.hook": hook_request.hook}) as current:
         cards = [card if isinstance(card, RenderedCard) else jsonio.compact(card)
                  for card in service.advise(hook_request, runtime)]
-        options = instance.verifier.site_options(context.get("client_iss"), context.get("client_tenant"))
         if options is not None:  # what this site is answered with (the trusted-issuers file); red flags always
-            cards = options.apply(cards)
+            cards = options.apply(cards, app_url)
             if runtime.rerun is not None and runtime.rerun.evaluate is not None:
                 unfiltered = runtime.rerun.evaluate
-                runtime.rerun.evaluate = lambda other: options.apply(unfiltered(other))
+                runtime.rerun.evaluate = lambda other: options.apply(unfiltered(other), app_url)
         context.card_count = len(cards)
         call = AnsweredCall(service.id, hook_request, runtime, call_source(request.environ))
         record_cards(instance, call, cards)  # before the response exists: a card answered is a card recorded

@@ -20,6 +20,7 @@ from jinja2 import Template
 
 from cds_service.clinical.model import Evidence, Finding
 from cds_service.ids import time_ordered_uuid
+from cds_service.render.app_link import AppLink
 from cds_service.render.catalogue import (
     CARD_TYPE_SYSTEM,
     CardTemplate,
@@ -61,10 +62,18 @@ class CardRenderer:
             raise ValueError(f"cards/orders.yaml: not a valid FHIR R4 ServiceRequest: {', '.join(invalid)}")
 
     def render(self, findings: Iterable[Finding], *, now: datetime, patient_id: str,
-               unavailable: Iterable[str] = ()) -> list[dict[str, Any]]:
-        """Cards for the findings (in their order). `unavailable` names prefetch keys that could not be had."""
+               unavailable: Iterable[str] = (), app_link: AppLink | None = None) -> list[dict[str, Any]]:
+        """Cards for the findings (in their order). `unavailable` names prefetch keys that could not be had;
+        `app_link` how each card links to the evidence app (none without it)."""
         missing = [self.catalogue.unavailable_labels.get(key, key) for key in sorted(set(unavailable))]
-        cards = [self.card(finding, now=now, patient_id=patient_id, unavailable=missing) for finding in findings]
+        cards = []
+        for finding in findings:
+            card = self.card(finding, now=now, patient_id=patient_id, unavailable=missing)
+            if app_link is not None:
+                link = app_link.link(card["uuid"], finding.card_type, [ev.reference for ev in finding.evidence])
+                if link is not None:
+                    card.setdefault("links", []).append(link)
+            cards.append(card)
         self._limit_warnings(cards)
         return cards
 

@@ -69,6 +69,7 @@ class Catalogue:
     actions: Mapping[str, Mapping[str, Any]]
     studies: Mapping[str, Mapping[str, Any]]
     unavailable_labels: Mapping[str, str]
+    app_link_label: str = ""
     max_warnings: int = 2
     warning_priority: tuple[str, ...] = ()
 
@@ -195,6 +196,7 @@ def load_catalogue(overlay: Path | None = None) -> Catalogue:
         actions=MappingProxyType(compact(orders["actions"])),
         studies=MappingProxyType(compact(orders["studies"])),
         unavailable_labels=MappingProxyType(partials["unavailable_labels"]),
+        app_link_label=str(partials["app_link_label"]),
     )
 
 

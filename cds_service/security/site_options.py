@@ -11,7 +11,9 @@ publishers it trusts. These are set per issuer, and per tenant, in the trusted-i
 
 `card_types` lists the card types answered (a declared type each); `minimum_indicator` drops cards below it (info <
 warning < critical); `link_allowlist` lists URL prefixes a card's links may point to (other links are removed from the
-card, the card stays). A tenant's entry replaces the issuer's `*` entry as a whole.
+card, the card stays; the link to the service's own evidence app is always kept); `app_link` says how cards link to
+that app for this site's EHR (`smart`, `absolute` or `none`: CDS_APP_LINK otherwise). A tenant's entry replaces the
+issuer's `*` entry as a whole.
 
 Red flags can never be turned off: a `card_types` list without `red-flag` is refused when the file is read, and a
 red-flag card passes the indicator floor whatever it is. An urgent finding must reach the clinician at every site.
@@ -22,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from cds_service.render.app_link import APP_LINK_MODES
 
 RED_FLAG = "red-flag"
 INDICATORS = ("info", "warning", "critical")
@@ -35,10 +39,11 @@ class SiteOptions:
     card_types: frozenset[str] | None = None
     minimum_indicator: str | None = None
     link_allowlist: tuple[str, ...] | None = None
+    app_link: str | None = None
 
-    def apply(self, cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def apply(self, cards: list[dict[str, Any]], own_links: str = "\x00") -> list[dict[str, Any]]:
         """The cards this site is answered with: types enabled, at or above the indicator floor (red flags always),
-        links only to allowed prefixes."""
+        links only to allowed prefixes or to the service's own app (`own_links`, its URL prefix)."""
         floor = INDICATORS.index(self.minimum_indicator) if self.minimum_indicator else 0
         kept = []
         for card in cards:
@@ -49,7 +54,8 @@ class SiteOptions:
                 if INDICATORS.index(card["indicator"]) < floor:
                     continue
             if self.link_allowlist is not None and card.get("links"):
-                links = [link for link in card["links"] if link["url"].startswith(self.link_allowlist)]
+                allowed = (*self.link_allowlist, own_links)
+                links = [link for link in card["links"] if link["url"].startswith(allowed)]
                 if len(links) < len(card["links"]):
                     card = {key: value for key, value in card.items() if key != "links"}  # noqa: PLW2901 (the copy)
                     if links:
@@ -72,7 +78,7 @@ def parse_site_options(entry: Any, iss: str, declared: Iterable[str]) -> dict[st
 def _options(value: Any, where: str, known: set[str]) -> SiteOptions:
     if not isinstance(value, dict):
         raise ValueError(f"{where}: an object of options")
-    unknown = set(value) - {"card_types", "minimum_indicator", "link_allowlist"}
+    unknown = set(value) - {"card_types", "minimum_indicator", "link_allowlist", "app_link"}
     if unknown:
         raise ValueError(f"{where}: unknown option(s) {sorted(unknown)}")
     card_types = value.get("card_types")
@@ -92,8 +98,11 @@ def _options(value: Any, where: str, known: set[str]) -> SiteOptions:
             isinstance(p, str) and p.startswith("https://") and p.count("/") >= 3 for p in allowlist)):
         raise ValueError(f"{where}: link_allowlist is a list of https URL prefixes ending a host, e.g. "
                          "'https://www.acr.org/'")
+    app_link = value.get("app_link")
+    if app_link is not None and app_link not in APP_LINK_MODES:
+        raise ValueError(f"{where}: app_link is one of {', '.join(APP_LINK_MODES)}")
     return SiteOptions(frozenset(card_types) if card_types is not None else None, indicator,
-                       tuple(allowlist) if allowlist is not None else None)
+                       tuple(allowlist) if allowlist is not None else None, app_link)
 
 
 def site_options_for(options: Mapping[str, SiteOptions], tenant: str | None) -> SiteOptions | None:

@@ -46,7 +46,8 @@ def advise_orders(request: HookRequest, runtime: Runtime, *, selected_only: bool
         kept = reuse.get(key)
         count_order_evaluation(request.hook, "reused" if kept else "fresh")
         if kept is not None:  # the same inputs were evaluated moments ago (order-select, then order-sign)
-            return runtime.renderer.render(kept.findings, now=runtime.now, patient_id=request.patient_id)
+            return runtime.renderer.render(kept.findings, now=runtime.now, patient_id=request.patient_id,
+                                           app_link=runtime.app_link)
     data = patient_data(request, PATIENT_RECORD, runtime)
     if runtime.rerun is not None:  # a silent knowledge version evaluates the same data after the response
         runtime.rerun.evaluate = lambda other: _cards(request, bundle, evaluated, data, other)[0]
@@ -66,5 +67,6 @@ def _cards(request: HookRequest, bundle: Any, drafts: list[DraftOrder], data: Pa
     record = data.record(runtime)
     evaluation = evaluate_orders(record, items, runtime.now, runtime.thresholds)
     cards = runtime.renderer.render(evaluation.findings, now=runtime.now, patient_id=request.patient_id,
+                                    app_link=runtime.app_link,
                                     unavailable=record.unavailable)
     return cards, None if record.unavailable else OrderEvaluation(evaluation.findings)

@@ -23,6 +23,7 @@ def _cards(request: HookRequest, data: PatientData, runtime: Runtime) -> list[Ca
     record = data.record(runtime)
     evaluation = evaluate(record, runtime.now, runtime.thresholds)
     return runtime.renderer.render(evaluation.findings, now=runtime.now, patient_id=request.patient_id,
+                                   app_link=runtime.app_link,
                                    unavailable=record.unavailable)
 
 

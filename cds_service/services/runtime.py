@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cds_service.clinical.knowledge import Thresholds
 from cds_service.fhir.client import FetchPolicy, FhirClient
+from cds_service.render.app_link import AppLink
 from cds_service.render.cards import CardRenderer
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ class Runtime:
     max_draft_orders: int = 100
     rerun: Rerun | None = None
     order_evaluations: OrderEvaluations | None = None
+    app_link: AppLink | None = None
+    """How the cards link to the evidence app (cds_service/render/app_link.py); no link without it."""
     caller: str = ""
     """Who called (the JWT's issuer and tenant): part of what makes two calls the same for order_evaluations."""
 
