@@ -8,7 +8,6 @@ was asked and issues a token whose response carries the card's appContext, as an
 from __future__ import annotations
 
 import hashlib
-import threading
 import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -19,7 +18,6 @@ from flask import jsonify, redirect, request
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from werkzeug.serving import make_server
 
 import cds_service
 from cds_service.fixtures import find_fixture
@@ -28,6 +26,7 @@ from cds_service.services import patient_view
 from cds_service.state import state
 from tests.browser import ARTIFACTS, headless_chromium, requires_browser
 from tests.issuer import LOCAL_ROOT, Issuer, bearer, trusted_issuers_file
+from tests.test_sandbox import Served
 
 PV = "/cds-services/fbss-miss-advisor"
 RECURRENT = find_fixture("07-recurrent-herniation")  # fbss-imaging and revision-referral, surgery and imaging on file
@@ -108,16 +107,6 @@ def test_the_vendored_smart_client_library_is_the_release_named():
     data = (APP / "fhir-client.pure.min.js").read_bytes()
     assert hashlib.sha256(data).hexdigest() == FHIR_CLIENT_SHA256
     assert "Apache License" in (APP / "fhir-client.LICENSE.txt").read_text()
-
-
-class Served:
-    def __init__(self, wsgi) -> None:
-        self.server = make_server("127.0.0.1", 0, wsgi, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 READS = ("/Condition", "/Procedure", "/ImagingStudy", "/DiagnosticReport", "/ServiceRequest", "/MedicationRequest",
