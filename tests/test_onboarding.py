@@ -227,3 +227,19 @@ def test_a_silent_version_is_compared_under_the_sites_options(make_app, tmp_path
         compared = connection.exec_driver_sql("SELECT live_card_types, silent_card_types FROM silent_call").fetchall()
     assert sorted(rows) == [("revision-referral", False), ("revision-referral", True)]
     assert compared == [("revision-referral", "revision-referral")]
+
+
+def test_an_oversized_jku_list_or_key_set_is_refused_not_read_whole(vendor, caplog):
+    huge = orjson.dumps({"jku": [TENANT_JWKS] + ["https://x.example/" + "a" * 100] * 12_000})
+    assert len(huge) > key_module.MAX_KEY_DOCUMENT_BYTES
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add(responses.GET, LIST_URL, body=huge, content_type="application/json")
+        mock.add(responses.GET, TENANT_JWKS, json=VENDOR.jwks)
+        assert_operation_outcome(call(vendor, VENDOR.token(LOCAL_ROOT + PV, header={"jku": TENANT_JWKS})), 401)
+    assert any(r.getMessage() == "jku list fetch failed" and r.error_type == "ValueError" for r in caplog.records)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:  # the same for a key set
+        vendor.clock_seconds[0] += key_module.JKU_LIST_MAX_AGE_SECONDS
+        mock.add(responses.GET, LIST_URL, json=[TENANT_JWKS])
+        padded = {"keys": VENDOR.jwks["keys"], "padding": "x" * (key_module.MAX_KEY_DOCUMENT_BYTES + 1)}
+        mock.add(responses.GET, TENANT_JWKS, json=padded)
+        assert_operation_outcome(call(vendor, VENDOR.token(LOCAL_ROOT + PV, header={"jku": TENANT_JWKS})), 401)

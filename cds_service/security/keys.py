@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import requests
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
@@ -29,6 +30,8 @@ log = logging.getLogger("cds_service.security")
 
 JKU_LIST_MAX_AGE_SECONDS = 3600.0
 _JKU_LIST_MAX_URLS = 1000
+MAX_KEY_DOCUMENT_BYTES = 1 << 20
+"""Largest JWK Set or jku list read: a key document is a few KB; a larger answer is refused, not held in memory."""
 
 
 class KeyStore:
@@ -62,9 +65,7 @@ class KeyStore:
     def _fetch_jku_list(self, url: str) -> frozenset[str] | None:
         """The https URLs an issuer's jku list names (a JSON array, or an object with a `jku` array); None if failed."""
         try:
-            response = requests.get(url, timeout=self.timeout_seconds, headers={"Accept": "application/json"})
-            response.raise_for_status()
-            document = response.json()
+            document = self._get_json(url)
         except (requests.RequestException, ValueError) as exc:
             log.warning("jku list fetch failed", extra={"jku_list_url": url, "error_type": type(exc).__name__})
             return None
@@ -108,14 +109,26 @@ class KeyStore:
             self._remote[url] = (self.clock(), keys)
             return keys.get(kid)
 
+    def _get_json(self, url: str) -> Any:
+        with requests.get(url, timeout=self.timeout_seconds, headers={"Accept": "application/json"},
+                          stream=True) as response:
+            response.raise_for_status()
+            return _read_json(response)
+
     def _fetch(self, url: str) -> dict[str, PyJWK]:
         try:
-            response = requests.get(url, timeout=self.timeout_seconds, headers={"Accept": "application/json"})
-            response.raise_for_status()
-            return _usable(_by_kid(response.json()))
+            return _usable(_by_kid(self._get_json(url)))
         except (requests.RequestException, ValueError) as exc:
             log.warning("JWKS fetch failed", extra={"jwks_url": url, "error_type": type(exc).__name__})
             return {}
+
+
+def _read_json(response: requests.Response) -> Any:
+    """The JSON document of a response, read to at most MAX_KEY_DOCUMENT_BYTES (after decompression)."""
+    body = response.raw.read(MAX_KEY_DOCUMENT_BYTES + 1, decode_content=True)
+    if len(body) > MAX_KEY_DOCUMENT_BYTES:
+        raise ValueError(f"document larger than {MAX_KEY_DOCUMENT_BYTES} bytes")
+    return orjson.loads(body)
 
 
 def _by_kid(jwks: Any) -> dict[str, dict[str, Any]]:
