@@ -68,6 +68,7 @@ def _prepare_multiprocess_metrics() -> None:
 def _migrated_database():
     """The configured database (default: SQLite in the instance folder), migrated to the newest schema."""
     from flask import Flask  # noqa: PLC0415 (the instance folder is Flask's default unless configured)
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
 
     from cds_service.storage.database import create_database_engine  # noqa: PLC0415
     from cds_service.storage.migrate import upgrade  # noqa: PLC0415
@@ -78,7 +79,11 @@ def _migrated_database():
         raise click.ClickException(str(exc)) from None
     engine = create_database_engine(settings.database_url_for(settings.instance_path
                                                               or Flask("cds_service").instance_path))
-    upgrade(engine)
+    try:
+        upgrade(engine)
+    except SQLAlchemyError as exc:  # one line a deployment's log shows (a migration job, compose), no traceback
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise click.ClickException(f"the database could not be migrated ({type(exc).__name__}): {reason}") from None
     return engine
 
 

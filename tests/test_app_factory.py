@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from click.testing import CliRunner
 from flask import Flask
@@ -68,6 +70,20 @@ def test_db_upgrade_command_migrates_the_configured_database(tmp_path, monkeypat
     result = CliRunner().invoke(main, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
     assert f"schema at revision {head_revision()}" in result.output and (tmp_path / "cli.sqlite3").exists()
+
+
+def test_db_upgrade_against_an_unreachable_database_says_so_in_one_line(tmp_path, monkeypatch):
+    """A migration job's log: one line naming the failure, exit status 1, no traceback and no password."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once the socket is closed
+    monkeypatch.setenv("CDS_DATABASE_URL", f"postgresql+psycopg://cds:s3cret-pw@127.0.0.1:{port}/cds")
+    monkeypatch.setenv("CDS_DATABASE_TIMEOUT_SECONDS", "2")
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: the database could not be migrated (OperationalError): ")
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert "s3cret-pw" not in result.output
 
 
 def test_the_knowledge_lookups_are_built_at_start_up_not_by_the_first_hook_call(tmp_path):
