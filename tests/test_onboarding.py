@@ -188,7 +188,7 @@ def test_cards_a_site_does_not_take_are_not_recorded(sites):
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"*": {"card_types": ["revision-referral"]}}, "must include 'red-flag'"),
+    ({"*": {"card_types": ["revision-referral"]}}, r"must include \['red-flag'\]"),
     ({"*": {"card_types": ["red-flag", "no-such-card"]}}, "unknown card type"),
     ({"*": {"minimum_indicator": "urgent"}}, "minimum_indicator is one of"),
     ({"*": {"link_allowlist": ["http://www.acr.org/"]}}, "https URL prefixes"),
@@ -243,3 +243,25 @@ def test_an_oversized_jku_list_or_key_set_is_refused_not_read_whole(vendor, capl
         padded = {"keys": VENDOR.jwks["keys"], "padding": "x" * (key_module.MAX_KEY_DOCUMENT_BYTES + 1)}
         mock.add(responses.GET, TENANT_JWKS, json=padded)
         assert_operation_outcome(call(vendor, VENDOR.token(LOCAL_ROOT + PV, header={"jku": TENANT_JWKS})), 401)
+
+
+def test_the_always_answered_card_types_are_declared_data_and_checked(monkeypatch):
+    from cds_service.clinical import knowledge  # noqa: PLC0415
+
+    assert knowledge.always_answered_card_types() == {"red-flag"}
+    real = knowledge._data
+
+    def with_undeclared(name):
+        data = real(name)
+        if name == "card-types.json":
+            data[knowledge.ALWAYS_ANSWERED] = ["red-flag", "no-such-card"]
+        return data
+
+    monkeypatch.setattr(knowledge, "_data", with_undeclared)
+    knowledge.always_answered_card_types.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"undeclared card types \['no-such-card'\]"):
+            knowledge.always_answered_card_types()
+    finally:
+        monkeypatch.undo()
+        knowledge.always_answered_card_types.cache_clear()

@@ -95,13 +95,28 @@ def card_types() -> Mapping[str, tuple[str, ...]]:
     """The card types of each workflow (`patient-view`, `orders`: order-select and order-sign), in response order
     (card-types.json): the one declaration the rules, the renderer's start-up check and the tests read."""
     declared = _data("card-types.json")
-    declared.pop("description", None)
+    for key in ("description", ALWAYS_ANSWERED):
+        declared.pop(key, None)
     return MappingProxyType({workflow: tuple(types) for workflow, types in declared.items()})
 
 
 def declared_card_types() -> tuple[str, ...]:
     """Every card type card-types.json declares, whatever its workflow (each once)."""
     return tuple(dict.fromkeys(card_type for types in card_types().values() for card_type in types))
+
+
+ALWAYS_ANSWERED = "always-answered"
+
+
+@cache
+def always_answered_card_types() -> frozenset[str]:
+    """The card types no site option may turn off or filter out (card-types.json `always-answered`: the red flags);
+    each must be a declared card type (ValueError otherwise, at start-up)."""
+    always = frozenset(_data("card-types.json")[ALWAYS_ANSWERED])
+    undeclared = sorted(always - set(declared_card_types()))
+    if undeclared:
+        raise ValueError(f"card-types.json: always-answered names undeclared card types {undeclared}")
+    return always
 
 
 def fired_card_types(*modules: Any) -> dict[str, set[str]]:

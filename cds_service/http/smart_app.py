@@ -8,6 +8,7 @@ scripts and styles come only from here; the app may connect to any FHIR server.
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 
 from flask import Blueprint, Response, current_app, jsonify
@@ -28,6 +29,12 @@ _POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'se
            "frame-ancestors *; base-uri 'none'; form-action 'none'")
 
 
+@cache
+def _file(name: str) -> bytes:
+    """One of the app's files (a name from _FILES), read once per process: they change only with the package."""
+    return resources.files("cds_service").joinpath("smart", name).read_bytes()
+
+
 @bp.get("/smart/config.json")
 def config() -> Response:
     response = jsonify({"clientId": state(current_app).settings.smart_client_id,
@@ -42,8 +49,7 @@ def app_file(name: str) -> Response:
     mimetype = _FILES.get(name)
     if mimetype is None:
         raise NotFound()
-    data = resources.files("cds_service").joinpath("smart", name).read_bytes()
-    response = Response(data, mimetype=mimetype)
+    response = Response(_file(name), mimetype=mimetype)
     response.headers["Content-Security-Policy"] = _POLICY
     response.headers["Cache-Control"] = "no-cache"
     return response

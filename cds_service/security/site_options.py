@@ -15,8 +15,9 @@ card, the card stays; the link to the service's own evidence app is always kept)
 that app for this site's EHR (`smart`, `absolute` or `none`: CDS_APP_LINK otherwise). A tenant's entry replaces the
 issuer's `*` entry as a whole.
 
-Red flags can never be turned off: a `card_types` list without `red-flag` is refused when the file is read, and a
-red-flag card passes the indicator floor whatever it is. An urgent finding must reach the clinician at every site.
+Red flags can never be turned off (the card types card-types.json declares `always-answered`): a `card_types` list
+without them is refused when the file is read, and their cards pass the indicator floor whatever it is. An urgent
+finding must reach the clinician at every site.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cds_service.clinical.knowledge import always_answered_card_types
 from cds_service.render.app_link import APP_LINK_MODES
 
-RED_FLAG = "red-flag"
 INDICATORS = ("info", "warning", "critical")
 ANY_TENANT = "*"
 
@@ -45,10 +46,11 @@ class SiteOptions:
         """The cards this site is answered with: types enabled, at or above the indicator floor (red flags always),
         links only to allowed prefixes or to the service's own app (`own_links`, its URL prefix)."""
         floor = INDICATORS.index(self.minimum_indicator) if self.minimum_indicator else 0
+        always = always_answered_card_types()
         kept = []
         for card in cards:
             card_type = card["source"]["topic"]["code"]
-            if card_type != RED_FLAG:
+            if card_type not in always:
                 if self.card_types is not None and card_type not in self.card_types:
                     continue
                 if INDICATORS.index(card["indicator"]) < floor:
@@ -88,8 +90,9 @@ def _options(value: Any, where: str, known: set[str]) -> SiteOptions:
         undeclared = sorted(set(card_types) - known)
         if undeclared:
             raise ValueError(f"{where}: unknown card type(s) {undeclared} (declared: {', '.join(sorted(known))})")
-        if RED_FLAG not in card_types:
-            raise ValueError(f"{where}: card_types must include 'red-flag' (red flags cannot be turned off)")
+        missing = sorted(always_answered_card_types() - set(card_types))
+        if missing:
+            raise ValueError(f"{where}: card_types must include {missing} (they cannot be turned off)")
     indicator = value.get("minimum_indicator")
     if indicator is not None and indicator not in INDICATORS:
         raise ValueError(f"{where}: minimum_indicator is one of {', '.join(INDICATORS)}")
