@@ -22,6 +22,7 @@ from cds_service.clinical import rules as clinical_rules
 from cds_service.clinical.engine import prepare as prepare_clinical_core
 from cds_service.clinical.knowledge import (
     Thresholds,
+    always_answered_card_types,
     card_types,
     check_fired,
     declared_card_types,
@@ -82,6 +83,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # fired by a rule and given a template, every template declared. Refused at start-up, naming what is missing.
     check_fired(fired_card_types(clinical_rules, clinical_orders), card_types())
     check_card_types(renderer.catalogue, declared_card_types())
+    always_answered_card_types()  # the card types no site option may filter out: declared ones (ValueError if not)
     cpu_slot = CpuSlot()
     worker_memory = WorkerMemory(settings.worker_memory_headroom_mb << 20)  # server.py retires the worker
     app.wsgi_app = BufferedCalls(app.wsgi_app, cpu_slot, settings.max_body_bytes,  # type: ignore[method-assign]
